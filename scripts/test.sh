@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The test suite behind `make test` (CI runs exactly this via .ci/run).
+# Usage: scripts/test.sh [lint|unit|integration|molecule]...   (default: all, in that order)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PWD/.venv/bin:$PATH"
+export ANSIBLE_CONFIG="$PWD/ansible.cfg"
+export ANSIBLE_COLLECTIONS_PATH="$PWD/collections"
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
+phases=("$@")
+[ ${#phases[@]} -eq 0 ] && phases=(lint unit integration molecule)
+
+failed=()
+run_phase() {
+  local name=$1; shift
+  echo "=== $name: $*"
+  local start=$SECONDS
+  if "$@"; then
+    echo "=== $name: ok ($((SECONDS - start)) s)"
+  else
+    echo "=== $name: FAILED ($((SECONDS - start)) s)"
+    failed+=("$name")
+  fi
+}
+
+lint() {
+  yamllint -s . && ansible-lint --offline --profile production
+}
+
+molecule_all() {
+  local rc=0 scenario
+  for scenario in molecule/*/molecule.yml; do
+    [ -e "$scenario" ] || continue
+    scenario=$(basename "$(dirname "$scenario")")
+    echo "--- molecule scenario: $scenario"
+    molecule test -s "$scenario" || rc=1
+  done
+  return $rc
+}
+
+for phase in "${phases[@]}"; do
+  case $phase in
+    lint) run_phase lint lint ;;
+    unit) run_phase unit pytest -q tests/unit ;;
+    integration) run_phase integration pytest -q -p no:cacheprovider tests/integration ;;
+    molecule) run_phase molecule molecule_all ;;
+    *) echo "unknown phase $phase"; exit 2 ;;
+  esac
+done
+# Leave nothing behind, whatever happened above.
+.venv/bin/python lab/kubeflat_lab.py down --all >/dev/null 2>&1 || true
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "FAILED phases: ${failed[*]}"
+  exit 1
+fi
+echo "all phases passed: ${phases[*]}"
