@@ -158,7 +158,7 @@ REFUSALS = [
      "host bits"),
     ("pod/service overlap", {"service_cidr": "10.244.128.0/17"}, None, "kubeflat_service_cidr",
      "overlaps kubeflat_pod_cidr"),
-    ("service CIDR too large", {"service_cidr": "172.16.0.0/11"}, None, "kubeflat_service_cidr",
+    ("service CIDR too large", {"service_cidr": "172.32.0.0/11"}, None, "kubeflat_service_cidr",
      "larger than /12"),
     ("service CIDR too small", {"service_cidr": "10.96.0.0/29"}, None, "kubeflat_service_cidr",
      "too small"),
