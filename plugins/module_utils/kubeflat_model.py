@@ -12,7 +12,7 @@ Inputs
 
     cluster_name, distribution, cni, pod_cidr, service_cidr, node_pod_prefix, cluster_domain,
     host_networks, control_plane_ha, apiserver_port, apiserver_lb_port,
-    control_plane_endpoint
+    control_plane_endpoint, kube_proxy_replacement
 
 ``hosts``: a list of ``{"name", "groups", "address", "pod_cidr"}`` (``pod_cidr`` optional),
 one per inventory host, as produced by the ``kubeflat_host_inputs`` filter.
@@ -24,7 +24,7 @@ Output (all plain JSON types; nodes sorted by name)::
       "pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12", "node_pod_prefix": 24,
       "cluster_domain": "cluster.local", "host_networks": ["10.77.0.0/24"],
       "dns_service_ip": "10.96.0.10", "kubernetes_service_ip": "10.96.0.1",
-      "control_plane_ha": false,
+      "control_plane_ha": false, "kube_proxy_replacement": false,
       "apiserver": {"port": 6443, "lb_port": 7443, "endpoint": "127.0.0.1:7443",
                     "endpoint_host": "127.0.0.1", "endpoint_port": 7443,
                     "backends": ["10.77.0.11:6443"]},
@@ -78,6 +78,7 @@ DEFAULTS = {
     "apiserver_port": 6443,
     "apiserver_lb_port": 7443,
     "control_plane_endpoint": "",
+    "kube_proxy_replacement": None,
 }
 
 
@@ -336,6 +337,15 @@ def build_model(settings, hosts):
                          "to the others (%s)" % (DIRECT_ROUTING_CNIS[cni],
                                                  ", ".join(non_adjacent), detail))
 
+    kpr = cfg["kube_proxy_replacement"]
+    if kpr is None:
+        kpr = cni == "cilium"
+    if not isinstance(kpr, bool):
+        raise ModelError("kubeflat_kube_proxy_replacement", kpr, "must be true or false")
+    if kpr and cni != "cilium":
+        raise ModelError("kubeflat_kube_proxy_replacement", kpr,
+                         "only Cilium can replace kube-proxy (kubeflat_cni is %s)" % cni)
+
     # --- API server endpoint -------------------------------------------------------------
     cp_addresses = [n["address"] for n in nodes if n["control_plane"]]
     endpoint = cfg["control_plane_endpoint"]
@@ -361,6 +371,7 @@ def build_model(settings, hosts):
         "kubernetes_service_ip": str(ipaddress.ip_address(service_base + 1)),
         "dns_service_ip": str(ipaddress.ip_address(service_base + 10)),
         "control_plane_ha": ha,
+        "kube_proxy_replacement": kpr,
         "apiserver": {
             "port": apiserver_port,
             "lb_port": lb_port,

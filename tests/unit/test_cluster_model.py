@@ -243,3 +243,15 @@ def test_refuses_bad_input_naming_the_variable(label, overrides, transform, var,
 
 def test_there_are_at_least_25_distinct_refusals():
     assert len({r[0] for r in REFUSALS}) >= 25
+
+
+def test_kube_proxy_replacement_follows_cilium():
+    assert build(cni="cilium")["kube_proxy_replacement"] is True
+    assert build(cni="cilium", kube_proxy_replacement=False)["kube_proxy_replacement"] is False
+    assert build()["kube_proxy_replacement"] is False
+
+
+def test_kube_proxy_replacement_refused_without_cilium():
+    with pytest.raises(ModelError) as exc:
+        build(cni="flannel", kube_proxy_replacement=True)
+    assert exc.value.var == "kubeflat_kube_proxy_replacement"
