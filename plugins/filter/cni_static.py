@@ -1,0 +1,36 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeflat contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Thin Jinja filters for the static CNI mode (over plugins/module_utils/kubeflat_cni_static.py)."""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+import sys
+
+from ansible.errors import AnsibleFilterError
+
+__metaclass__ = type
+
+_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
+if _UTILS not in sys.path:
+    sys.path.insert(0, _UTILS)
+
+import kubeflat_cni_static  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def kubeflat_cni_static_conflist(model, node_name, bridge="cni0", network_name="kubeflat",
+                                 mtu=0):
+    """The static-mode CNI conflist of one node, as data (serialise with to_nice_json)."""
+    try:
+        return kubeflat_cni_static.static_conflist(model, node_name, bridge=bridge,
+                                                   network_name=network_name, mtu=mtu)
+    except kubeflat_cni_static.CniError as exc:
+        raise AnsibleFilterError(str(exc))
+
+
+class FilterModule(object):
+    """kubeflat static CNI filters."""
+
+    def filters(self):
+        return {"kubeflat_cni_static_conflist": kubeflat_cni_static_conflist}

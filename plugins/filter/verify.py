@@ -1,0 +1,43 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeflat contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Thin Jinja filters for playbooks/verify.yml (over plugins/module_utils/kubeflat_verify.py)."""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+import sys
+
+__metaclass__ = type
+
+_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
+if _UTILS not in sys.path:
+    sys.path.insert(0, _UTILS)
+
+import kubeflat_verify  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def kubeflat_verify_cells(results, source, expected_source):
+    """Matrix cells from one source's registered probe loop results."""
+    return kubeflat_verify.probe_cells(list(results or []), source, expected_source)
+
+
+def kubeflat_verify_table(cells):
+    """The reachability matrix as lines of text."""
+    return kubeflat_verify.matrix_table(list(cells))
+
+
+def kubeflat_verify_failed(cells):
+    """The failed cells."""
+    return kubeflat_verify.failed_cells(list(cells))
+
+
+class FilterModule(object):
+    """kubeflat verify filters."""
+
+    def filters(self):
+        return {
+            "kubeflat_verify_cells": kubeflat_verify_cells,
+            "kubeflat_verify_table": kubeflat_verify_table,
+            "kubeflat_verify_failed": kubeflat_verify_failed,
+        }
