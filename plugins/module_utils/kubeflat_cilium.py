@@ -310,10 +310,10 @@ def build_values(model, options=None):
     else:
         values["enableIPv4Masquerade"] = False
     if opts["devices"]:
-        values["devices"] = list(opts["devices"])
+        # values.yaml documents it as a (commented) string: space-separated device names.
+        values["devices"] = " ".join(opts["devices"])
     if opts["l2_announcements"]:
         values["l2announcements"] = {"enabled": True}
-        values["externalIPs"] = {"enabled": True}
         # L2 announcements hold one lease per service: raise the API client rate limits.
         values["k8sClientRateLimit"] = {"qps": 20, "burst": 40}
     if model.get("distribution") == "talos":
