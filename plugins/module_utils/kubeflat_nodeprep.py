@@ -1,0 +1,107 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeflat contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Node preparation decisions, as pure functions (kernel modules, sysctls, swap).
+
+The modules kubeflat_kernel_module and kubeflat_sysctl gather the facts (files under /sys and
+/proc, errno of a write) and ask these functions what they mean, so unit tests can cover every
+case, including the ones only a container or a module-less kernel produces.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import errno
+import re
+
+__metaclass__ = type
+
+# A file that exists only when the feature of a module is present, built in or loaded.
+MODULE_INDICATORS = {
+    "br_netfilter": "/proc/sys/net/bridge/bridge-nf-call-iptables",
+    "overlay": "/sys/module/overlay",
+}
+_MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_SYSCTL_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_*-]+)+$")
+DENIED_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+class NodePrepError(ValueError):
+    def __init__(self, var, value, reason):
+        self.var = var
+        self.value = value
+        self.reason = reason
+        super(NodePrepError, self).__init__("%s=%r: %s" % (var, value, reason))
+
+
+def validate_module_name(name):
+    if not isinstance(name, str) or not _MODULE_NAME.match(name):
+        raise NodePrepError("node_prep_kernel_modules", name, "not a kernel module name")
+    return name.replace("-", "_")
+
+
+def module_state(name, sys_module, sys_initstate, indicator, builtin_listed, loadable_support):
+    """Classify a kernel module from what the node shows.
+
+    ``sys_module``: /sys/module/NAME exists; ``sys_initstate``: content of
+    /sys/module/NAME/initstate (None when absent: built-in modules have none); ``indicator``: the
+    feature file of MODULE_INDICATORS exists; ``builtin_listed``: NAME is in
+    /lib/modules/$(uname -r)/modules.builtin; ``loadable_support``: /proc/modules exists.
+
+    Returns ``(state, detail)`` where state is ``builtin``, ``loaded``, ``loadable`` (modprobe
+    should load it) or ``unavailable`` (cannot be had on this kernel: a real failure).
+    """
+    name = validate_module_name(name)
+    if sys_initstate is not None and sys_initstate.strip() == "live":
+        return "loaded", "%s is loaded (/sys/module/%s/initstate is live)" % (name, name)
+    if builtin_listed:
+        return "builtin", "%s is built into the kernel (listed in modules.builtin)" % name
+    if sys_module and sys_initstate is None:
+        return "builtin", "%s is built into the kernel (/sys/module/%s has no initstate)" % (name, name)
+    if indicator:
+        return "builtin", ("%s is built into the kernel (%s present, module not loadable)"
+                           % (name, MODULE_INDICATORS.get(name)) if not loadable_support else
+                           "%s's feature is present (%s)" % (name, MODULE_INDICATORS.get(name)))
+    if loadable_support:
+        return "loadable", "%s is not loaded; modprobe will load it" % name
+    return "unavailable", ("%s is neither built in nor loadable: this kernel has no loadable "
+                           "module support (/proc/modules missing)" % name)
+
+
+def validate_sysctl_name(name):
+    if not isinstance(name, str) or not _SYSCTL_NAME.match(name):
+        raise NodePrepError("node_prep_sysctls", name, "not a sysctl name like net.ipv4.ip_forward")
+    return name
+
+
+def sysctl_path(name):
+    """``net.ipv4.ip_forward`` -> ``/proc/sys/net/ipv4/ip_forward``."""
+    return "/proc/sys/" + validate_sysctl_name(name).replace(".", "/")
+
+
+def normalize_value(value):
+    """Compare sysctl values the way the kernel prints them (whitespace-separated fields)."""
+    if isinstance(value, bool):
+        value = int(value)
+    return " ".join(str(value).split())
+
+
+def classify_write_error(err_no):
+    """``not_permitted_here`` (read-only /proc/sys or denied: e.g. vm.* in a container) or
+    ``error`` (a real failure: invalid value, missing key ...)."""
+    return "not_permitted_here" if err_no in DENIED_ERRNOS else "error"
+
+
+def swap_entries(proc_swaps_text):
+    """Active swap devices from /proc/swaps content (the header line is skipped)."""
+    lines = [l for l in (proc_swaps_text or "").splitlines() if l.strip()]
+    return [l.split()[0] for l in lines[1:]]
+
+
+def fstab_swap_lines(fstab_text):
+    """Active (uncommented) swap lines of an fstab."""
+    out = []
+    for line in (fstab_text or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and not fields[0].startswith("#") and fields[2] == "swap":
+            out.append(line)
+    return out
