@@ -50,13 +50,17 @@ PACKAGES = [
     "iputils-ping", "sudo", "containernetworking-plugins", "containerd", "runc", "iptables",
     "nftables", "netcat-openbsd", "procps", "kmod", "ca-certificates",
 ]
-ROOTFS_RECIPE = "3"   # bump when customize_rootfs() changes: it is part of the cache key
+ROOTFS_RECIPE = "4"   # bump when customize_rootfs() changes: it is part of the cache key
 
 # Units that only slow a container's boot down or spam its console.
 MASK_UNITS = [
     "console-getty.service", "container-getty@.service", "getty@.service",
     "serial-getty@.service", "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_all.timer",
     "e2scrub_reap.service", "fstrim.timer", "dpkg-db-backup.timer",
+    # Boot work a lab node has no use for (each unit costs CPU x 50 nodes at boot).
+    "systemd-journal-flush.service", "systemd-update-utmp.service",
+    "systemd-update-utmp-runlevel.service", "systemd-sysusers.service", "dev-hugepages.mount",
+    "systemd-remount-fs.service", "systemd-tmpfiles-clean.timer", "ldconfig.service",
 ]
 # Installed but not started at boot (50 idle containerd daemons cost ~1.5 GB); roles that need
 # them enable/start them like on any host.
@@ -142,10 +146,15 @@ def _mirror_and_suite() -> tuple[str, str]:
     return "http://deb.debian.org/debian", suite
 
 
-def rootfs_key() -> str:
+def base_key() -> str:
+    """Key of the raw debootstrap tree: suite + package list."""
     _, suite = _mirror_and_suite()
-    blob = json.dumps([sorted(PACKAGES), suite, ROOTFS_RECIPE, SSHD_DROPIN, MASK_UNITS,
-                       DISABLE_UNITS])
+    return short_hash(json.dumps([sorted(PACKAGES), suite]), 12)
+
+
+def rootfs_key() -> str:
+    """Key of the node rootfs: the base plus everything customize_rootfs() does."""
+    blob = json.dumps([base_key(), ROOTFS_RECIPE, SSHD_DROPIN, MASK_UNITS, DISABLE_UNITS])
     return short_hash(blob, 12)
 
 
@@ -177,8 +186,33 @@ def customize_rootfs(root: Path) -> None:
         deb.unlink()
 
 
+def _debootstrap(base: Path) -> None:
+    mirror, suite = _mirror_and_suite()
+    tmp = base.with_name(base.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    debs = CACHE_ROOT / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    log(f"debootstrap {suite} from {mirror} into {base} (~1 min, cached afterwards)")
+    p = run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
+             f"--cache-dir={debs}", suite, str(tmp), mirror], check=False, timeout=1800)
+    if p.returncode != 0:
+        tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-15:])
+        with contextlib.suppress(OSError):
+            tail += "\n" + "\n".join((tmp / "debootstrap/debootstrap.log")
+                                     .read_text().splitlines()[-15:])
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise LabError(f"debootstrap failed:\n{tail}")
+    shutil.rmtree(base, ignore_errors=True)
+    tmp.rename(base)
+    base.with_name(base.name + ".ok").write_text(json.dumps(
+        {"packages": PACKAGES, "suite": suite, "mirror": mirror,
+         "seconds": round(time.monotonic() - t0, 1)}) + "\n")
+
+
 def ensure_rootfs(force: bool = False) -> Path:
-    """Build (once, cached by package-list hash) the shared read-only node rootfs."""
+    """Build (once) the shared read-only node rootfs: a debootstrap base cached by package
+    list, copied and customized into rootfs-<key> (key covers the customization too)."""
     path = rootfs_path()
     ok = path.with_name(path.name + ".ok")
     if ok.exists() and not force:
@@ -188,35 +222,25 @@ def ensure_rootfs(force: bool = False) -> Path:
             return path
         if shutil.which("debootstrap") is None:
             raise LabError("debootstrap is not installed: run `make setup` (scripts/setup.sh)")
-        if force and path.exists():
+        if path.exists():
             busy = [ln for ln in Path("/proc/mounts").read_text().splitlines()
                     if f"lowerdir={path}" in ln]
             if busy:
-                raise LabError("rootfs is in use by running lab nodes; run `down` first")
-        mirror, suite = _mirror_and_suite()
+                raise LabError(f"{path} is in use by running lab nodes; run `down` first")
+        t0 = time.monotonic()
+        base = CACHE_ROOT / f"base-{base_key()}"
+        if force or not base.with_name(base.name + ".ok").exists():
+            _debootstrap(base)
         tmp = path.with_name(path.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        debs = CACHE_ROOT / "debs"
-        debs.mkdir(parents=True, exist_ok=True)
-        t0 = time.monotonic()
-        log(f"building node rootfs {path} (debootstrap {suite} from {mirror}, ~1 min)")
-        p = run(["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}",
-                 f"--cache-dir={debs}", suite, str(tmp), mirror], check=False, timeout=1800)
-        if p.returncode != 0:
-            tail = "\n".join((p.stdout + p.stderr).strip().splitlines()[-15:])
-            with contextlib.suppress(OSError):
-                tail += "\n" + "\n".join((tmp / "debootstrap/debootstrap.log")
-                                         .read_text().splitlines()[-15:])
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise LabError(f"debootstrap failed:\n{tail}")
+        run(["cp", "-a", "--reflink=auto", str(base), str(tmp)], timeout=600)
         customize_rootfs(tmp)
-        if path.exists():
-            shutil.rmtree(path)
         ok.unlink(missing_ok=True)
+        shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
-        ok.write_text(json.dumps({"packages": PACKAGES, "suite": suite, "mirror": mirror,
+        ok.write_text(json.dumps({"base": base.name, "recipe": ROOTFS_RECIPE,
                                   "built": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
-        log(f"rootfs ready in {time.monotonic() - t0:.1f}s")
+        log(f"node rootfs {path} ready in {time.monotonic() - t0:.1f}s")
     return path
 
 
@@ -571,6 +595,10 @@ class Lab:
         if not self.quiet:
             log(msg)
 
+    def _debug(self, msg):
+        if os.environ.get("KUBEFLAT_LAB_DEBUG"):
+            log(f"debug: {msg}")
+
     def _lock(self):
         return flock(RUN_ROOT / f"{self.name}.lock")
 
@@ -854,7 +882,7 @@ class Lab:
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         dead: list[Node] = []
         while probe.poll() is None:
-            time.sleep(0.2)
+            time.sleep(0.5)
             by_ns = self._nspawn_by_ns()
             dead = [n for n in nodes if n.netns not in by_ns]
             if dead:
@@ -1007,13 +1035,21 @@ class Lab:
                 self._stop_nodes(todo, graceful=False, timeout=3)
                 self._delete_node_net(todo)
                 self._raise_inotify(len(todo))
-                with ThreadPoolExecutor(8) as ex:
-                    list(ex.map(lambda n: self._prepare_disk(n, rootfs), todo))
-                self._write_known_hosts()
+                t1 = time.monotonic()
                 self._create_node_net(todo)
+                t2 = time.monotonic()
+
+                # Disks first, then all spawns: preparing disks while earlier nodes boot
+                # competes for the same CPUs and is slower overall.
+                with ThreadPoolExecutor(min(8, len(todo))) as ex:
+                    list(ex.map(lambda n: self._prepare_disk(n, rootfs), todo))
+                t3 = time.monotonic()
                 for n in todo:
                     self._spawn(n)
+                self._write_known_hosts()
                 self._write_state()
+                self._debug(f"network {t2 - t1:.2f}s, disks {t3 - t2:.2f}s, "
+                            f"spawn {time.monotonic() - t3:.2f}s")
             self.playbook_binary()
             t_boot = time.monotonic()
             ready = self._wait_sshd(todo, self.boot_timeout)
@@ -1146,6 +1182,7 @@ def _rel(p: Path) -> str:
 
 
 def main(argv=None) -> int:
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)      # `... up | head` must not traceback
     ap = argparse.ArgumentParser(prog="kubeflat_lab.py", description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
 
