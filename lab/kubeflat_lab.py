@@ -565,6 +565,7 @@ class Lab:
         self.known_hosts = self.state_dir / "known_hosts"
         self.boot_timeout = boot_timeout
         self.quiet = quiet
+        self.cli = False
         self._popen: dict[str, subprocess.Popen] = {}
         self.last_up: dict = {}
 
@@ -594,6 +595,10 @@ class Lab:
     def _log(self, msg):
         if not self.quiet:
             log(msg)
+
+    def _summary(self, msg):
+        if not self.cli:               # the CLI prints its own summary on stdout
+            self._log(msg)
 
     def _debug(self, msg):
         if os.environ.get("KUBEFLAT_LAB_DEBUG"):
@@ -1059,7 +1064,7 @@ class Lab:
                         "rootfs_seconds": round(t_rootfs, 2),
                         "sshd_wait_seconds": round(time.monotonic() - t_boot, 2),
                         "sshd_ready": ready}
-        self._log(f"lab {self.name}: {len(self.nodes)} node(s) up in {took:.1f}s "
+        self._summary(f"lab {self.name}: {len(self.nodes)} node(s) up in {took:.1f}s "
                   f"({len(todo)} booted, {len(running)} already running)")
         return self.last_up
 
@@ -1127,7 +1132,7 @@ class Lab:
         leftovers = self.leftovers()
         if not quiet:
             msg = f"lab {self.name}: down in {time.monotonic() - t0:.1f}s"
-            self._log(msg + (f"; LEFTOVERS: {leftovers}" if any(leftovers.values()) else
+            self._summary(msg + (f"; LEFTOVERS: {leftovers}" if any(leftovers.values()) else
                              " (no namespace, mount or process left)"))
         return leftovers
 
@@ -1157,7 +1162,7 @@ class Lab:
             self._spawn(n)
             self._wait_sshd([n], timeout or self.boot_timeout)
         took = time.monotonic() - t0
-        self._log(f"{host} restarted in {took:.1f}s")
+        self._summary(f"{host} restarted in {took:.1f}s")
         return took
 
     def status(self) -> list[dict]:
@@ -1227,6 +1232,7 @@ def main(argv=None) -> int:
                     rc = 1
             return rc
         lab = Lab(a.inventory)
+        lab.cli = True
         inv = _rel(lab.inventory)
         if a.cmd == "up":
             info = lab.up()
@@ -1234,8 +1240,12 @@ def main(argv=None) -> int:
             print(f"lab {lab.name}: {len(lab.hosts)} node(s) up in {info['seconds']:.1f}s "
                   f"({len(info['booted'])} booted, {len(info['already_running'])} already "
                   "running)")
-            for h, n in lab.nodes.items():
+            items = list(lab.nodes.items())
+            for h, n in items[:12]:
                 print(f"  {h:<{w}}  {str(n.addr):<15}  {n.net}  netns {n.netns}")
+            if len(items) > 12:
+                print(f"  ... and {len(items) - 12} more (status: make lab-status "
+                      f"INVENTORY={inv})")
             gws = ", ".join(f"{next(n.hosts())}/{n.prefixlen}" for n in lab.networks)
             first = next(iter(lab.hosts))
             me = "lab/kubeflat_lab.py"
@@ -1248,11 +1258,13 @@ def main(argv=None) -> int:
                   f"tear down:     make lab-down INVENTORY={inv}")
             return 0
         if a.cmd == "down":
+            t0 = time.monotonic()
             left = lab.down()
             if any(left.values()):
                 print(f"lab {lab.name}: leftovers: {left}", file=sys.stderr)
                 return 1
-            print(f"lab {lab.name}: down")
+            print(f"lab {lab.name}: down in {time.monotonic() - t0:.1f}s "
+                  "(no namespace, mount or process left)")
             return 0
         if a.cmd == "status":
             rows = lab.status()
