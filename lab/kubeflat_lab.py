@@ -1016,13 +1016,24 @@ class Lab:
                 run(["umount", "-l", mp], check=False)
 
     # ------------------------------------------------------------ public operations
-    def up(self) -> dict:
+    def up(self, fresh: bool = False) -> dict:
+        """Boot every node not already running (idempotent). fresh=True first tears down
+        whatever of this lab exists (new disks): what a test fixture usually wants."""
         t0 = time.monotonic()
         rootfs = ensure_rootfs()
         t_rootfs = time.monotonic() - t0
         with self._lock():
             self._ensure_key()
-            if self.ctl_netns not in list_netns():
+            state = self.state_dir / "state.json"
+            if self.ctl_netns in list_netns() and state.exists() and not fresh:
+                with contextlib.suppress(ValueError, OSError):
+                    other = json.loads(state.read_text()).get("inventory")
+                    if other and other != str(self.inventory):
+                        raise LabError(
+                            f"lab {self.name} is already up from another inventory ({other}); "
+                            "give this inventory its own kubeflat_lab_name, or take that lab "
+                            "down first")
+            if fresh or self.ctl_netns not in list_netns():
                 self._sweep(quiet=True)          # leftovers of a crashed lab of this name
             self.cp_dir.mkdir(parents=True, exist_ok=True)
             self.state_dir.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,7 @@ def lab(tmp_path_factory):
     inv = write_inventory(tmp_path_factory.mktemp("inv"), HOSTS, NETS)
     lab = Lab(inv)
     try:
-        lab.up()
+        lab.up(fresh=True)
         yield lab
     finally:
         lab.down()
@@ -145,6 +145,13 @@ def test_restart_keeps_disk_and_comes_back(lab):
     assert int(lines[1]) < 60 and lines[2] == "a2"
     # address and MAC are unchanged, neighbours still reach it
     assert lab.ssh("b1", "ping -c 1 -W 2 10.78.0.12", timeout=30).returncode == 0
+
+
+def test_same_lab_name_from_another_inventory_is_refused(lab, tmp_path):
+    inv = write_inventory(tmp_path, {"z1": "10.78.0.99"}, NETS)      # also named kftlab
+    with pytest.raises(LabError, match="already up from another inventory"):
+        Lab(inv).up()
+    assert sorted(lab.running_nodes()) == sorted(HOSTS)
 
 
 def test_bad_inventories_are_refused(tmp_path):
