@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: kubeflat contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Node preparation decisions, as pure functions (kernel modules, sysctls, swap).
+"""Node preparation decisions, as pure functions (kernel modules, sysctls).
 
 The modules kubeflat_kernel_module and kubeflat_sysctl gather the facts (files under /sys and
 /proc, errno of a write) and ask these functions what they mean, so unit tests can cover every
@@ -89,19 +89,3 @@ def classify_write_error(err_no):
     """``not_permitted_here`` (read-only /proc/sys or denied: e.g. vm.* in a container) or
     ``error`` (a real failure: invalid value, missing key ...)."""
     return "not_permitted_here" if err_no in DENIED_ERRNOS else "error"
-
-
-def swap_entries(proc_swaps_text):
-    """Active swap devices from /proc/swaps content (the header line is skipped)."""
-    lines = [l for l in (proc_swaps_text or "").splitlines() if l.strip()]
-    return [l.split()[0] for l in lines[1:]]
-
-
-def fstab_swap_lines(fstab_text):
-    """Active (uncommented) swap lines of an fstab."""
-    out = []
-    for line in (fstab_text or "").splitlines():
-        fields = line.split()
-        if len(fields) >= 3 and not fields[0].startswith("#") and fields[2] == "swap":
-            out.append(line)
-    return out

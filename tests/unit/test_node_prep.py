@@ -1,0 +1,60 @@
+"""Unit tests for plugins/module_utils/kubeflat_nodeprep.py: built-in vs loaded vs loadable
+kernel modules, 'not permitted here' vs real sysctl failures."""
+import errno
+
+import pytest
+
+import kubeflat_nodeprep as np
+
+
+def state(name, **kw):
+    facts = dict(sys_module=False, sys_initstate=None, indicator=False, builtin_listed=False,
+                 loadable_support=True)
+    facts.update(kw)
+    return np.module_state(name, **facts)[0]
+
+
+def test_module_states():
+    # This machine: no /proc/modules, overlay in /sys/module without initstate.
+    assert state("overlay", sys_module=True, loadable_support=False) == "builtin"
+    # br_netfilter built in: no /sys/module entry, but /proc/sys/net/bridge exists.
+    assert state("br_netfilter", indicator=True, loadable_support=False) == "builtin"
+    assert state("br_netfilter", sys_module=True, sys_initstate="live\n") == "loaded"
+    assert state("overlay", builtin_listed=True) == "builtin"
+    assert state("br_netfilter") == "loadable"
+    assert state("br-netfilter") == "loadable"
+    # Neither built in nor loadable: a real failure the role must not hide.
+    assert state("br_netfilter", loadable_support=False) == "unavailable"
+
+
+def test_module_detail_names_the_evidence():
+    _, detail = np.module_state("br_netfilter", False, None, True, False, False)
+    assert "/proc/sys/net/bridge/bridge-nf-call-iptables" in detail and "built into" in detail
+
+
+@pytest.mark.parametrize("bad", ["", "br netfilter", "../x", None, 3])
+def test_bad_module_names_are_refused(bad):
+    with pytest.raises(np.NodePrepError) as err:
+        np.validate_module_name(bad)
+    assert err.value.var == "node_prep_kernel_modules"
+
+
+def test_sysctl_paths_and_values():
+    assert np.sysctl_path("net.ipv4.ip_forward") == "/proc/sys/net/ipv4/ip_forward"
+    assert np.sysctl_path("net.bridge.bridge-nf-call-iptables") == \
+        "/proc/sys/net/bridge/bridge-nf-call-iptables"
+    assert np.normalize_value(" 4096\t87380  6291456\n") == "4096 87380 6291456"
+    assert np.normalize_value(True) == "1"
+
+
+@pytest.mark.parametrize("bad", ["ip_forward", "net..ipv4", "net/ipv4/ip_forward", "", None])
+def test_bad_sysctl_names_are_refused(bad):
+    with pytest.raises(np.NodePrepError):
+        np.sysctl_path(bad)
+
+
+def test_write_errors_are_classified():
+    for code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        assert np.classify_write_error(code) == "not_permitted_here"
+    for code in (errno.EINVAL, errno.ENOENT, errno.EIO):
+        assert np.classify_write_error(code) == "error"
