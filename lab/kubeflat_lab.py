@@ -241,7 +241,24 @@ def ensure_rootfs(force: bool = False) -> Path:
         ok.write_text(json.dumps({"base": base.name, "recipe": ROOTFS_RECIPE,
                                   "built": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
         log(f"node rootfs {path} ready in {time.monotonic() - t0:.1f}s")
+        _prune_rootfs(keep={path.name, base.name})
     return path
+
+
+def _prune_rootfs(keep: set[str]) -> None:
+    """Remove rootfs/base trees of older recipes that no mounted overlay uses."""
+    mounts = Path("/proc/mounts").read_text()
+    for d in CACHE_ROOT.iterdir():
+        name = d.name.removesuffix(".ok")
+        if not name.startswith(("rootfs-", "base-")) or name in keep or name.endswith(".tmp"):
+            continue
+        if f"lowerdir={CACHE_ROOT / name}" in mounts:
+            continue
+        log(f"removing unused {CACHE_ROOT / name}")
+        if d.is_dir():
+            shutil.rmtree(d, ignore_errors=True)
+        else:
+            d.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- inventory
