@@ -1342,6 +1342,8 @@ def main(argv=None) -> int:
             return 0
         if a.cmd in ("exec", "shell"):
             lab._addr(a.host)
+            if lab.ctl_netns not in list_netns():
+                raise LabError(f"lab {lab.name} is not up: make lab-up INVENTORY={inv}")
             lab.cp_dir.mkdir(parents=True, exist_ok=True)
             if a.cmd == "exec":
                 cmd = rest(a.command)
