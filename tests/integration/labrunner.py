@@ -11,7 +11,6 @@ does not append the playbook itself: it is passed on the command line here.
 """
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import tempfile
@@ -43,6 +42,7 @@ def run_playbook(lab, playbook, tags=None, limit=None, extravars=None, check=Fal
         cmdline.append("--diff")
     env = {k: v for k, v in lab.ansible_env().items()
            if k.startswith(("ANSIBLE_", "KUBEFLAT_"))}
+    env.setdefault("ANSIBLE_NOCOLOR", "1")          # output() stays greppable
     env.update(envvars or {})
     pdd = private_data_dir or tempfile.mkdtemp(prefix=f"kf-runner-{lab.name}-")
     inv = inventory if inventory is not None else lab.inventory
@@ -97,5 +97,3 @@ def assert_run_ok(runner, changed=None) -> dict:
         assert not diff, f"changed != {changed}: {diff}\n{output(runner)[-4000:]}"
     return summary
 
-
-os.environ.setdefault("ANSIBLE_FORCE_COLOR", "0")
