@@ -295,7 +295,13 @@ class Topology:
 
 def _inventory_fingerprint(inv: Path) -> str:
     h = hashlib.sha256(str(inv).encode())
-    paths = [inv] if inv.is_file() else sorted(p for p in inv.rglob("*") if p.is_file())
+    if inv.is_file():
+        paths = [inv]
+    else:      # what ansible-inventory reads (not e.g. a big rendered/ tree beside it)
+        paths = sorted(p for p in inv.iterdir() if p.is_file())
+        for sub in ("group_vars", "host_vars"):
+            if (inv / sub).is_dir():
+                paths += sorted(p for p in (inv / sub).rglob("*") if p.is_file())
     for p in paths:
         st = p.stat()
         h.update(f"{p}:{st.st_mtime_ns}:{st.st_size}\n".encode())
