@@ -116,6 +116,11 @@ def cni_live_nodes(resources):
     return out
 
 
+def cni_pod_cidr_assignments(model, live_nodes):
+    """Registered nodes without spec.podCIDR and the model's CIDR for each."""
+    return kubeflat_cni_checks.pod_cidr_assignments(_plain(model), _plain(live_nodes))
+
+
 def cni_check_flannel_network(net_conf, pod_cidr, where="rendered net-conf.json"):
     """Check result: flannel Network == pod CIDR, host-gw."""
     return kubeflat_cni_checks.check_flannel_network(_plain(net_conf), str(pod_cidr), where)
@@ -154,6 +159,7 @@ class FilterModule(object):
             "cni_shell_join": cni_shell_join,
             "cni_which": cni_which,
             "cni_live_nodes": cni_live_nodes,
+            "cni_pod_cidr_assignments": cni_pod_cidr_assignments,
             "cni_check_flannel_network": cni_check_flannel_network,
             "cni_check_node_pod_cidrs": cni_check_node_pod_cidrs,
             "cni_check_cilium_status": cni_check_cilium_status,

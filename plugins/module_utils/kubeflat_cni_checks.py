@@ -189,11 +189,13 @@ def check_node_pod_cidrs(model, live_nodes=None):
                             "fails with \"pod cidr not assigned\" and pods get no IP"
                             % (source, ", ".join(missing + ["%s (not registered)" % a
                                                              for a in absent])),
-                      fix="run kube-controller-manager with --allocate-node-cidrs=true "
-                          "--cluster-cidr=%s --node-cidr-mask-size=%s (kubeadm: "
-                          "networking.podSubnet; Talos: cluster.network.podSubnets), or set "
-                          "spec.podCIDR when the node registers" % (model["pod_cidr"],
-                                                                    model["node_pod_prefix"]))
+                      fix="a node that is not registered must join first (cluster stage); "
+                          "for registered nodes let kubeflat set spec.podCIDR from the model "
+                          "(cni_checks_assign_pod_cidrs: true with a kubeconfig), or run "
+                          "kube-controller-manager with --allocate-node-cidrs=true "
+                          "--cluster-cidr=%s --node-cidr-mask-size=%s and declare the "
+                          "allocated CIDRs as kubeflat_node_pod_cidr" % (model["pod_cidr"],
+                                                                        model["node_pod_prefix"]))
     if outside:
         return result("node_pod_cidrs", False,
                       cause="node pod CIDRs outside the cluster pod CIDR %s in %s: %s"
@@ -201,9 +203,35 @@ def check_node_pod_cidrs(model, live_nodes=None):
                       fix="make kube-controller-manager's --cluster-cidr equal "
                           "kubeflat_pod_cidr %s and re-create the affected nodes' podCIDR "
                           "(kubectl delete node NAME; restart its kubelet)" % model["pod_cidr"])
+    if live_nodes is not None:
+        expected = {n["name"]: n["pod_cidr"] for n in model["nodes"]}
+        differ = ["%s has %s, the model %s" % (n["name"], n["pod_cidr"], expected[n["name"]])
+                  for n in entries if n["name"] in expected and n.get("pod_cidr")
+                  and str(_parse_cidr(n["pod_cidr"])) != expected[n["name"]]]
+        if differ:
+            return result("node_pod_cidrs", False,
+                          cause="node spec.podCIDR differs from the cluster model: %s; pods "
+                                "get addresses that outside hosts and peers route elsewhere"
+                                % "; ".join(differ),
+                          fix="declare the cluster's value as kubeflat_node_pod_cidr of each "
+                              "listed node in the inventory (or delete and re-register the "
+                              "node so kubeflat assigns the model's), and keep "
+                              "kube-controller-manager's --allocate-node-cidrs=false")
     return result("node_pod_cidrs", True,
                   detail="%d nodes with pod CIDRs in %s (%s)" % (len(entries),
                                                                   model["pod_cidr"], source))
+
+
+def pod_cidr_assignments(model, live_nodes):
+    """Registered nodes of the model without spec.podCIDR -> [{"name", "pod_cidr"}] to set.
+
+    kube-controller-manager does not allocate node CIDRs in kubeflat clusters
+    (--allocate-node-cidrs=false): the model owns them, and the API allows setting
+    spec.podCIDR once, from empty.
+    """
+    expected = {n["name"]: n["pod_cidr"] for n in model["nodes"]}
+    return [{"name": n["name"], "pod_cidr": expected[n["name"]]}
+            for n in live_nodes or [] if n["name"] in expected and not n.get("pod_cidr")]
 
 
 def check_flannel_network(net_conf, pod_cidr, where="rendered net-conf.json"):

@@ -8,7 +8,7 @@ from cni_fixtures import model
 from kubeflat_cni_checks import (
     check_br_netfilter, check_cilium_status, check_cni_plugins, check_conflists,
     check_flannel_network, check_ip_forward, check_node_pod_cidrs, check_subnet_env,
-    failure_message, parse_subnet_env, requirements)
+    failure_message, parse_subnet_env, pod_cidr_assignments, requirements)
 
 DIRS = ["/opt/cni/bin", "/usr/lib/cni"]
 
@@ -110,6 +110,17 @@ def test_node_pod_cidrs_from_model_and_live():
     failed(check_node_pod_cidrs(m, live), "w1=10.10.0.0/24", "outside the cluster pod CIDR")
     live[1]["pod_cidr"] = "10.244.1.0/24"
     assert check_node_pod_cidrs(m, live)["ok"]
+    live[1]["pod_cidr"] = "10.244.7.0/24"
+    failed(check_node_pod_cidrs(m, live), "w1 has 10.244.7.0/24, the model 10.244.1.0/24",
+           "kubeflat_node_pod_cidr")
+
+
+def test_pod_cidr_assignments_only_for_registered_model_nodes_without_one():
+    m = model()
+    live = [{"name": "cp1", "pod_cidr": "10.244.0.0/24"}, {"name": "w1", "pod_cidr": None},
+            {"name": "stranger", "pod_cidr": None}]
+    assert pod_cidr_assignments(m, live) == [{"name": "w1", "pod_cidr": "10.244.1.0/24"}]
+    assert pod_cidr_assignments(m, []) == []
 
 
 def test_flannel_network_must_equal_pod_cidr():
