@@ -15,11 +15,13 @@ import re
 
 __metaclass__ = type
 
-# A file that exists only when the feature of a module is present, built in or loaded.
+# Evidence that a module's feature is in the running kernel (built in or loaded), visible even
+# inside a container whose /sys/module is not the host's: a file, or a registered filesystem.
 MODULE_INDICATORS = {
     "br_netfilter": "/proc/sys/net/bridge/bridge-nf-call-iptables",
-    "overlay": "/sys/module/overlay",
+    "overlay": "filesystem overlay in /proc/filesystems",
 }
+FILESYSTEM_MODULES = ("overlay",)
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _SYSCTL_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_*-]+)+$")
 DENIED_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
@@ -37,6 +39,15 @@ def validate_module_name(name):
     if not isinstance(name, str) or not _MODULE_NAME.match(name):
         raise NodePrepError("node_prep_kernel_modules", name, "not a kernel module name")
     return name.replace("-", "_")
+
+
+def indicator_present(name, path_exists, filesystems_text):
+    """Whether the feature of module ``name`` is present: a registered filesystem for
+    filesystem modules (from /proc/filesystems), else the indicator file (``path_exists``)."""
+    if name in FILESYSTEM_MODULES:
+        return any(line.split() and line.split()[-1] == name
+                   for line in (filesystems_text or "").splitlines())
+    return bool(path_exists)
 
 
 def module_state(name, sys_module, sys_initstate, indicator, builtin_listed, loadable_support):

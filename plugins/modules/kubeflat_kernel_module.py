@@ -14,8 +14,9 @@ module: kubeflat_kernel_module
 short_description: Ensure a kernel module is present, recognising built-in modules
 description:
   - Reports C(builtin) when the module is compiled into the kernel (modules.builtin, a
-    C(/sys/module/NAME) without C(initstate), or its feature file such as
-    C(/proc/sys/net/bridge) on a kernel without loadable modules), C(loaded) when it is loaded.
+    C(/sys/module/NAME) without C(initstate), or its feature on a kernel without loadable
+    modules: C(overlay) registered in C(/proc/filesystems), C(/proc/sys/net/bridge) for
+    C(br_netfilter)), C(loaded) when it is loaded.
   - Otherwise runs C(modprobe NAME) (changed) and fails with modprobe's message when that
     fails. A kernel without loadable module support where the module is not built in is a
     real failure, never papered over.
@@ -49,7 +50,7 @@ import platform
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.kubeflat_nodeprep import (
-    MODULE_INDICATORS, NodePrepError, module_state, validate_module_name)
+    MODULE_INDICATORS, NodePrepError, indicator_present, module_state, validate_module_name)
 
 
 def _read(path):
@@ -75,7 +76,8 @@ def main():
         name,
         sys_module=os.path.isdir("/sys/module/" + name),
         sys_initstate=_read("/sys/module/%s/initstate" % name),
-        indicator=bool(MODULE_INDICATORS.get(name)) and os.path.exists(MODULE_INDICATORS[name]),
+        indicator=indicator_present(name, os.path.exists(MODULE_INDICATORS.get(name, "/nonexistent")),
+                                    _read("/proc/filesystems")),
         builtin_listed=builtin_listed,
         loadable_support=os.path.exists("/proc/modules"),
     )

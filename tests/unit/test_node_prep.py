@@ -58,3 +58,11 @@ def test_write_errors_are_classified():
         assert np.classify_write_error(code) == "not_permitted_here"
     for code in (errno.EINVAL, errno.ENOENT, errno.EIO):
         assert np.classify_write_error(code) == "error"
+
+
+def test_indicators():
+    fs = "nodev\tsysfs\nnodev\toverlay\n\text4\n"
+    assert np.indicator_present("overlay", False, fs) is True
+    assert np.indicator_present("overlay", True, "nodev\tsysfs\n") is False
+    assert np.indicator_present("br_netfilter", True, "") is True
+    assert np.indicator_present("br_netfilter", False, fs) is False
