@@ -1109,8 +1109,8 @@ class Lab:
                 with ThreadPoolExecutor(min(8, len(todo))) as ex:
                     list(ex.map(lambda n: self._prepare_disk(n, rootfs), todo))
                 t3 = time.monotonic()
-                for n in todo:
-                    self._spawn(n)
+                with ThreadPoolExecutor(min(8, len(todo))) as ex:   # overlaps fork/exec waits
+                    list(ex.map(self._spawn, todo))
                 self._write_known_hosts()
                 self._write_state()
                 self._debug(f"network {t2 - t1:.2f}s, disks {t3 - t2:.2f}s, "
