@@ -167,6 +167,35 @@ def test_preflight_refuses_host_gw_across_l2_segments(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
+def test_talos_nodes_are_never_contacted(tmp_path):
+    """Talos nodes have no SSH: every host points at a closed loopback port, so any attempt to
+    connect would make it unreachable. The stage must render Cilium and skip node checks."""
+    import re
+    inv = tmp_path / "inv"
+    shutil.copytree(REPO / "inventories/sample", inv, ignore=shutil.ignore_patterns("rendered"))
+    hosts = re.sub(r"ansible_host: (192\.168\.10\.\d+)",
+                   r"kubeflat_node_address: \1, ansible_host: 127.0.0.1, ansible_port: 9",
+                   (inv / "hosts.yml").read_text())
+    (inv / "hosts.yml").write_text(hosts)
+    (inv / "group_vars" / "all" / "zz-talos.yml").write_text("kubeflat_distribution: talos\n")
+    pdd = tempfile.mkdtemp(prefix="kf-cni-runner-")
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=pdd, playbook=str(REPO / "site.yml"), inventory=str(inv),
+            tags="network", extravars={"kubeflat_render_dir": str(tmp_path / "r")},
+            envvars=ENV, quiet=True, timeout=600)
+        text = output(runner)
+        summary = host_summary(runner)
+    finally:
+        shutil.rmtree(pdd, ignore_errors=True)
+    assert runner.rc == 0, text[-4000:]
+    assert not [h for h, s in summary.items() if s["dark"] or s["failures"]], summary
+    assert "Talos nodes have no shell" in text
+    values = yaml.safe_load((tmp_path / "r" / "network" / "cilium-values.yaml").read_text())
+    assert values["cgroup"] == {"autoMount": {"enabled": False}, "hostRoot": "/sys/fs/cgroup"}
+    assert (values["k8sServiceHost"], values["k8sServicePort"]) == ("192.168.10.11", 6443)
+
+
 # --- real lab nodes ----------------------------------------------------------------------
 
 LAB_HOSTS = {"cp1": "10.81.0.11", "w1": "10.81.0.21"}
