@@ -55,6 +55,12 @@ options:
     description: Where the protocol number is given its name C(kubeflat).
     type: path
     default: /etc/iproute2/rt_protos.d/kubeflat.conf
+  boot_unit:
+    description:
+      - Name of the boot unit re-applying I(persist_path); only read, to report whether it
+        is enabled (C(boot_unit_enabled)). Empty skips the check.
+    type: str
+    default: ""
   host:
     description: Host name used in messages (default the inventory name passed by the role).
     type: str
@@ -96,6 +102,10 @@ commands:
   returned: always
   type: list
   elements: list
+boot_unit_enabled:
+  description: Whether I(boot_unit) is enabled (wanted by some target under /etc/systemd/system).
+  returned: always
+  type: bool
 ip_path:
   description: Path of the C(ip) binary on the host (used by the boot unit).
   returned: always
@@ -103,6 +113,7 @@ ip_path:
   sample: /usr/sbin/ip
 """
 
+import glob
 import os
 import platform
 import tempfile
@@ -156,6 +167,7 @@ def main():
             persist_path=dict(type="path", default="/etc/kubeflat/pod-routes.batch"),
             rt_protos_path=dict(type="path", default="/etc/iproute2/rt_protos.d/kubeflat.conf"),
             host=dict(type="str", default=""),
+            boot_unit=dict(type="str", default=""),
         ),
         supports_check_mode=True,
     )
@@ -213,7 +225,10 @@ def main():
     else:
         final = desired_lines(desired) if module.check_mode else owned_lines(routes)
 
+    enabled = bool(params["boot_unit"]) and bool(
+        glob.glob("/etc/systemd/system/*.wants/%s" % params["boot_unit"]))
     module.exit_json(changed=changed, plan=plan, routes=final, commands=commands, ip_path=ip,
+                     boot_unit_enabled=enabled,
                      diff=diff if changed else [])
 
 
