@@ -15,7 +15,7 @@ short_description: Ensure a kernel module is present, recognising built-in modul
 description:
   - Reports C(builtin) when the module is compiled into the kernel (modules.builtin, a
     C(/sys/module/NAME) without C(initstate), or its feature on a kernel without loadable
-    modules: C(overlay) registered in C(/proc/filesystems), C(/proc/sys/net/bridge) for
+    modules - C(overlay) registered in C(/proc/filesystems), C(/proc/sys/net/bridge) for
     C(br_netfilter)), C(loaded) when it is loaded.
   - Otherwise runs C(modprobe NAME) (changed) and fails with modprobe's message when that
     fails. A kernel without loadable module support where the module is not built in is a

@@ -16,13 +16,13 @@ description:
   - Writes a YAML file with C(token) (bootstrap token), C(certificate_key) (encrypts the
     control-plane certificates kubeadm uploads), C(ca_cert) and C(ca_key) (the cluster CA, so
     every join configuration can pin the CA hash before the cluster exists).
-  - The file is created with mode 0600 in a 0700 directory, with O_EXCL, and never rewritten:
+  - The file is created with mode 0600 in a 0700 directory, with O_EXCL, and never rewritten;
     if it exists (plain or encrypted with ansible-vault) the module changes nothing.
   - Returns no secret. Read the file with C(ansible.builtin.include_vars) and C(no_log).
   - Runs on the controller; needs the C(cryptography) package (an ansible-core dependency).
 options:
   path:
-    description: File to create, e.g. C({{ kubeflat_render_dir }}/kubeadm/secrets.yml).
+    description: File to create, for example C(<kubeflat_render_dir>/kubeadm/secrets.yml).
     type: path
     required: true
   ca_common_name:
