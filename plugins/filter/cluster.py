@@ -58,6 +58,22 @@ def kubeflat_kubeadm_documents(model, name, secrets, settings=None):
                                            _plain(settings or {}))
 
 
+def kubeflat_file_entries(docs_by_path, base, mode="0644"):
+    """{relative path: [docs]} -> [{path, content, mode}] for kubeflat_cluster_files (sorted)."""
+    docs_by_path = _plain(docs_by_path)
+    return [{"path": "%s/%s" % (base, rel), "content": kubeflat_yaml_documents(docs_by_path[rel]),
+             "mode": mode} for rel in sorted(docs_by_path)]
+
+
+@_guard
+def kubeflat_kubeadm_node_files(model, base, secrets, settings=None):
+    """Every node's kubeadm.yaml as file entries (mode 0600: they carry the join token)."""
+    model = _plain(model)
+    return kubeflat_file_entries(
+        {"nodes/%s/kubeadm.yaml" % name: kubeflat_kubeadm_documents(model, name, secrets, settings)
+         for name in model["node_names"]}, base, "0600")
+
+
 @_guard
 def kubeflat_kubeadm_role(model, name):
     return kubeflat_kubeadm.node_role(_plain(model), name)
@@ -142,6 +158,8 @@ class FilterModule(object):
     def filters(self):
         return {
             "kubeflat_yaml_documents": kubeflat_yaml_documents,
+            "kubeflat_file_entries": kubeflat_file_entries,
+            "kubeflat_kubeadm_node_files": kubeflat_kubeadm_node_files,
             "kubeflat_kubeadm_documents": kubeflat_kubeadm_documents,
             "kubeflat_kubeadm_role": kubeflat_kubeadm_role,
             "kubeflat_kubeadm_commands": kubeflat_kubeadm_commands,

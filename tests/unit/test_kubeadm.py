@@ -252,3 +252,18 @@ def test_lb_static_pod_passes_kubernetes_validate_strict(tmp_path):
     bad.write_text(yaml.safe_dump(pod))
     res = subprocess.run([validator, "-k", "1.37.0", "--strict", str(bad)], capture_output=True, text=True)
     assert res.returncode != 0
+
+
+def test_filters_build_file_entries_with_private_modes():
+    import cluster
+    cert, key = kk.generate_ca()
+    secrets = {"token": TOKEN, "certificate_key": CERT_KEY, "ca_cert": cert.decode(), "ca_key": key.decode()}
+    entries = cluster.kubeflat_kubeadm_node_files(model(), "/r/kubeadm", secrets, {})
+    assert [e["path"] for e in entries] == ["/r/kubeadm/nodes/%s/kubeadm.yaml" % n
+                                            for n in ["cp1", "cp2", "cp3", "w1", "w2"]]
+    assert {e["mode"] for e in entries} == {"0600"}
+    join = list(yaml.safe_load_all(entries[3]["content"]))[0]
+    assert join["discovery"]["bootstrapToken"]["caCertHashes"] == [kk.ca_cert_hash(cert)]
+    plain = cluster.kubeflat_file_entries({"b.yaml": [{"b": 1}], "a.yaml": [{"a": 1}, {"c": 2}]}, "/x")
+    assert plain == [{"path": "/x/a.yaml", "content": "---\na: 1\n---\nc: 2\n", "mode": "0644"},
+                     {"path": "/x/b.yaml", "content": "---\nb: 1\n", "mode": "0644"}]
