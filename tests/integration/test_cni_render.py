@@ -29,7 +29,7 @@ for p in (REPO, REPO / "plugins" / "module_utils", Path(__file__).parent):
 
 import ansible_runner  # noqa: E402
 
-from labrunner import host_summary, output, run_playbook  # noqa: E402
+from labrunner import assert_run_ok, host_summary, output, run_playbook  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
 ENV = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -278,6 +278,8 @@ def test_node_checks_pass_on_real_nodes(lab, tmp_path):
         # the lab kernel has br_netfilter built in (no modules): recognised, not loaded
         assert "bridge-nf-call-iptables=1" in checks["br_netfilter"]["detail"]
     assert (tmp_path / "network" / "kube-flannel.yml").exists()
+    # the checks only read; re-rendering an unchanged model changes nothing on any host
+    assert_run_ok(lab_run(lab, tmp_path), changed=0)
 
 
 def test_second_conflist_fails_with_cause_and_fix(lab, tmp_path):
