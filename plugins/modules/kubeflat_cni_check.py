@@ -14,7 +14,8 @@ module: kubeflat_cni_check
 short_description: Check a node for the classic CNI failures (flannel host-gw, Cilium)
 description:
   - Reads (never changes) the node's CNI bin dirs, CNI conf dir, br_netfilter and
-    ip_forward state, and after install flannel's C(/run/flannel/subnet.env).
+    ip_forward state, and flannel's C(/run/flannel/subnet.env) (required after install; before
+    install checked when present, so a flannel running with another Network is caught).
   - Fails with the cause and the fix of every failing check; always C(changed=false).
   - The judgement lives in C(plugins/module_utils/kubeflat_cni_checks.py).
 options:
@@ -57,7 +58,9 @@ options:
     type: bool
     default: true
   pod_cidr:
-    description: The cluster pod CIDR (post-install flannel check).
+    description:
+      - The cluster pod CIDR, compared with flannel's C(/run/flannel/subnet.env)
+        (before install only when the file exists). Required for flannel.
     type: str
   node_pod_cidr:
     description: This node's spec.podCIDR from the API server, if known (post-install).
@@ -84,6 +87,7 @@ EXAMPLES = r"""
   kubeflat_cni_check:
     cni: flannel
     phase: pre
+    pod_cidr: 10.244.0.0/16
 
 - name: Check flannel after install
   kubeflat_cni_check:
@@ -150,7 +154,7 @@ def gather(params):
         },
         "ip_forward": _read("/proc/sys/net/ipv4/ip_forward"),
     }
-    if params["phase"] == "post" and params["cni"] == "flannel":
+    if params["cni"] == "flannel":
         facts["subnet_env"] = _read(params["subnet_env_path"])
     return facts
 
@@ -173,7 +177,7 @@ def main():
             node_name=dict(type="str"),
             fail_on_error=dict(type="bool", default=True),
         ),
-        required_if=[("phase", "post", ("pod_cidr",))],
+        required_if=[("phase", "post", ("pod_cidr",)), ("cni", "flannel", ("pod_cidr",))],
         supports_check_mode=True,
     )
     p = module.params
@@ -189,7 +193,9 @@ def main():
         check_br_netfilter(node, facts["br_netfilter"], need["br_netfilter"]),
         check_ip_forward(node, facts["ip_forward"], p["require_ip_forward"]),
     ]
-    if "subnet_env" in facts:
+    if p["cni"] == "flannel" and (p["phase"] == "post" or facts["subnet_env"] is not None):
+        # Before install a subnet.env left by a running (or earlier) flannel must already
+        # agree with the cluster pod CIDR; after install it must exist and agree.
         checks.append(check_subnet_env(node, facts["subnet_env"], p["pod_cidr"],
                                        p["node_pod_cidr"], p["ip_masq"]))
     if failures(checks) and p["fail_on_error"]:

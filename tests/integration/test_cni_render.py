@@ -272,6 +272,7 @@ def test_node_checks_pass_on_real_nodes(lab, tmp_path):
     assert set(results) == set(LAB_HOSTS)
     for host, checks in results.items():
         assert all(c["ok"] for c in checks.values()), (host, checks)
+        # no flannel has run on these nodes, so there is no subnet.env to compare yet
         assert set(checks) == {"cni_plugins", "cni_conflist", "br_netfilter", "ip_forward"}
         # Debian's containernetworking-plugins live in /usr/lib/cni
         assert "bridge in /usr/lib/cni" in checks["cni_plugins"]["detail"]
@@ -304,8 +305,12 @@ def test_second_conflist_fails_with_cause_and_fix(lab, tmp_path):
                 check=True)
 
 
-def test_ip_forward_off_and_missing_plugins_fail_clearly(lab, tmp_path):
-    lab.ssh("w1", "sysctl -qw net.ipv4.ip_forward=0", check=True)
+def test_ip_forward_off_missing_plugins_and_stale_flannel_fail_clearly(lab, tmp_path):
+    # a flannel left running with another Network (file as flanneld writes it)
+    lab.ssh("w1", "sysctl -qw net.ipv4.ip_forward=0 && mkdir -p /run/flannel && printf "
+                  "'FLANNEL_NETWORK=10.245.0.0/16\\nFLANNEL_SUBNET=10.245.3.1/24\\n"
+                  "FLANNEL_MTU=1500\\nFLANNEL_IPMASQ=true\\n' > /run/flannel/subnet.env",
+            check=True)
     try:
         runner = lab_run(lab, tmp_path, limit="w1",
                          extravars={"cni_checks_bin_dirs": ["/opt/cni/bin"]})
@@ -315,5 +320,9 @@ def test_ip_forward_off_and_missing_plugins_fail_clearly(lab, tmp_path):
         assert "sysctl -w net.ipv4.ip_forward=1" in checks["ip_forward"]["fix"]
         assert "bridge, host-local, loopback, portmap not found" in checks["cni_plugins"]["cause"]
         assert "/opt/cni/bin (missing)" in checks["cni_plugins"]["cause"]
+        stale = checks["flannel_subnet_env"]
+        assert "FLANNEL_NETWORK=10.245.0.0/16 but the cluster pod CIDR is 10.244.0.0/16" \
+            in stale["cause"]
+        assert "re-apply the rendered kube-flannel.yml" in stale["fix"]
     finally:
-        lab.ssh("w1", "sysctl -qw net.ipv4.ip_forward=1", check=True)
+        lab.ssh("w1", "sysctl -qw net.ipv4.ip_forward=1; rm -rf /run/flannel", check=True)
