@@ -28,5 +28,5 @@ kubeflat demo done. The lab is still running:
   make lab-play ARGS='--tags routes'              # a tag-targeted reconfigure run
   make lab-play ARGS='--tags verify'              # the reachability matrix again
   make lab-down                                   # tear everything down
-Rendered artefacts: $INVENTORY/rendered/
+Rendered artefacts: $INVENTORY.rendered/
 EOM
