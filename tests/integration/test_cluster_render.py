@@ -194,6 +194,13 @@ def lab():
     lab = Lab(REPO / "tests/integration/inventories/cluster", quiet=True)
     try:
         lab.up(fresh=True)
+        # Bounded wait until every node accepts SSH (seen refusing once right after up()).
+        import time
+        deadline = time.monotonic() + 60
+        for name in ("cp1", "w1"):
+            while lab.ssh(name, "true", timeout=15).returncode != 0:
+                assert time.monotonic() < deadline, "lab node %s never accepted SSH" % name
+                time.sleep(1)
         yield lab
     finally:
         lab.down()
@@ -227,3 +234,20 @@ def test_kubeadm_on_lab_nodes_stops_at_the_kubeadm_binary(lab, tmp_path):
     assert "SystemdCgroup = true" in lab.ssh("w1", "containerd config dump", check=True).stdout
     # Nothing pretends the node joined.
     assert lab.ssh("w1", "test -e /etc/kubernetes/kubelet.conf").returncode != 0
+
+
+def test_package_install_stops_naming_the_unreachable_repository(lab, tmp_path):
+    # Lab nodes have no route to the internet (and no DNS): the pinned install must stop with
+    # the repository and the air-gapped alternative named, not pretend. The repository is the
+    # lab router's address on a closed port, so the failure is immediate instead of a DNS wait.
+    repo = "https://10.83.0.1:9/core:/stable:"
+    runner = run_playbook(lab, "site.yml", tags="nodes", limit="w1", timeout=300,
+                          extravars={"kubeflat_render_dir": str(tmp_path),
+                                     "node_prep_install_kubernetes_packages": True,
+                                     "node_prep_kubernetes_repo_base": repo})
+    text = output(runner)
+    assert runner.rc != 0
+    assert "Could not install kubelet, kubeadm, kubectl 1.37.0 from" in text
+    assert repo + "/v1.37/deb/" in text
+    assert "node_prep_kubernetes_package_source=directory" in text
+    assert lab.ssh("w1", "command -v kubelet").returncode != 0
