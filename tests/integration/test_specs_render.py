@@ -158,6 +158,18 @@ def test_bad_catalog_fails_naming_the_variable_and_writes_nothing(rendered):
     assert snapshot(directory) == before
 
 
+def test_missing_checker_is_named_and_nothing_is_written(rendered):
+    directory, _ = rendered
+    before = snapshot(directory)
+    apps = [dict(a) for a in LAB_APPS]
+    apps[2] = dict(apps[2], replicas=5)
+    result = run(directory, tags="deploy", extravars={"app_specs_apps": apps,
+                                                      "app_specs_tools_dir": "/nonexistent"})
+    assert result.rc != 0
+    assert "kubernetes-validate not found at /nonexistent/kubernetes-validate" in result.text
+    assert snapshot(directory) == before
+
+
 def test_tags_run_alone_and_removed_apps_are_pruned():
     directory = tempfile.mkdtemp(prefix="kubeflat-render-")
     try:
