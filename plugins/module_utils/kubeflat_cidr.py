@@ -10,19 +10,18 @@ so callers (the cluster model, the route module, filters) can pass it straight t
 
 from __future__ import absolute_import, division, print_function
 
+try:
+    from ansible.module_utils.kubeflat_errors import InputError
+except ImportError:  # unit tests and controller-side plugins import it directly
+    from kubeflat_errors import InputError  # type: ignore
+
 import ipaddress
 
 __metaclass__ = type
 
 
-class CidrError(ValueError):
+class CidrError(InputError):
     """An address or network that cannot be used; the message names the variable."""
-
-    def __init__(self, var, value, reason):
-        self.var = var
-        self.value = value
-        self.reason = reason
-        super(CidrError, self).__init__("%s=%r: %s" % (var, value, reason))
 
 
 def parse_network(value, var, strict=True):

@@ -20,6 +20,11 @@ Options are the role's ``cni_cilium_*`` variables without the prefix; invalid on
 
 from __future__ import absolute_import, division, print_function
 
+try:
+    from ansible.module_utils.kubeflat_errors import InputError
+except ImportError:  # unit tests and controller-side plugins import it directly
+    from kubeflat_errors import InputError  # type: ignore
+
 import copy
 import ipaddress
 import re
@@ -63,14 +68,8 @@ _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _REGISTRY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._-]+)*$")
 
 
-class CiliumError(ValueError):
+class CiliumError(InputError):
     """An invalid Cilium option; ``str()`` names the variable, the value and the reason."""
-
-    def __init__(self, var, value, reason):
-        self.var = var
-        self.value = value
-        self.reason = reason
-        super(CiliumError, self).__init__("%s=%r: %s" % (var, value, reason))
 
 
 def _var(key):

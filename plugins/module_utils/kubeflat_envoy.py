@@ -28,6 +28,11 @@ Options (:data:`ENVOY_DEFAULTS`) are validated by :func:`envoy_options`; every r
 
 from __future__ import absolute_import, division, print_function
 
+try:
+    from ansible.module_utils.kubeflat_errors import InputError
+except ImportError:  # unit tests and controller-side plugins import it directly
+    from kubeflat_errors import InputError  # type: ignore
+
 import re
 
 __metaclass__ = type
@@ -80,14 +85,8 @@ _DURATION_KEYS = ("connect_timeout", "request_timeout", "per_try_timeout", "retr
                   "health_check_timeout", "outlier_interval", "outlier_base_ejection_time")
 
 
-class EnvoyError(ValueError):
+class EnvoyError(InputError):
     """An Envoy option that cannot be used; the message names the variable."""
-
-    def __init__(self, var, value, reason):
-        self.var = var
-        self.value = value
-        self.reason = reason
-        super(EnvoyError, self).__init__("%s=%r: %s" % (var, value, reason))
 
 
 def parse_duration(value, var):

@@ -22,6 +22,11 @@ Options (the role's ``cni_flannel_*`` variables without the prefix) are validate
 
 from __future__ import absolute_import, division, print_function
 
+try:
+    from ansible.module_utils.kubeflat_errors import InputError
+except ImportError:  # unit tests and controller-side plugins import it directly
+    from kubeflat_errors import InputError  # type: ignore
+
 import copy
 import json
 import re
@@ -56,14 +61,8 @@ _REGISTRY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0
 _IFACE_RE = re.compile(r"^[^\s/]{1,15}$")
 
 
-class FlannelError(ValueError):
+class FlannelError(InputError):
     """An invalid flannel option; ``str()`` names the variable, the value and the reason."""
-
-    def __init__(self, var, value, reason):
-        self.var = var
-        self.value = value
-        self.reason = reason
-        super(FlannelError, self).__init__("%s=%r: %s" % (var, value, reason))
 
 
 def _var(key):

@@ -23,6 +23,11 @@ kubeflat_model.py) and a few kubeadm settings; nothing recomputes CIDRs.
 
 from __future__ import absolute_import, division, print_function
 
+try:
+    from ansible.module_utils.kubeflat_errors import InputError
+except ImportError:  # unit tests and controller-side plugins import it directly
+    from kubeflat_errors import InputError  # type: ignore
+
 import hashlib
 import re
 import secrets
@@ -63,14 +68,8 @@ LB_CONFIG_DIR = "/etc/kubernetes/kubeflat/apiserver-lb"
 LB_NAME = "kubeflat-apiserver-lb"
 
 
-class KubeadmError(ValueError):
+class KubeadmError(InputError):
     """Invalid kubeadm input. ``str()`` names the variable, the value and the reason."""
-
-    def __init__(self, var, value, reason):
-        self.var = var
-        self.value = value
-        self.reason = reason
-        super(KubeadmError, self).__init__("%s=%r: %s" % (var, value, reason))
 
 
 # --- validation ------------------------------------------------------------------------------

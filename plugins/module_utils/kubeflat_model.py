@@ -41,6 +41,11 @@ Output (all plain JSON types; nodes sorted by name)::
 
 from __future__ import absolute_import, division, print_function
 
+try:
+    from ansible.module_utils.kubeflat_errors import InputError
+except ImportError:  # unit tests and controller-side plugins import it directly
+    from kubeflat_errors import InputError  # type: ignore
+
 import ipaddress
 import re
 
@@ -82,14 +87,8 @@ DEFAULTS = {
 }
 
 
-class ModelError(ValueError):
+class ModelError(InputError):
     """Invalid inventory input. ``str()`` names the variable, the value and the reason."""
-
-    def __init__(self, var, value, reason):
-        self.var = var
-        self.value = value
-        self.reason = reason
-        super(ModelError, self).__init__("%s=%r: %s" % (var, value, reason))
 
 
 def _cidr(value, var, strict=True):

@@ -10,6 +10,11 @@ case, including the ones only a container or a module-less kernel produces.
 
 from __future__ import absolute_import, division, print_function
 
+try:
+    from ansible.module_utils.kubeflat_errors import InputError
+except ImportError:  # unit tests and controller-side plugins import it directly
+    from kubeflat_errors import InputError  # type: ignore
+
 import errno
 import re
 
@@ -27,12 +32,8 @@ _SYSCTL_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_*-]+)+$")
 DENIED_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
-class NodePrepError(ValueError):
-    def __init__(self, var, value, reason):
-        self.var = var
-        self.value = value
-        self.reason = reason
-        super(NodePrepError, self).__init__("%s=%r: %s" % (var, value, reason))
+class NodePrepError(InputError):
+    """Refused input; ``str()`` names the variable, the value and the reason."""
 
 
 def validate_module_name(name):

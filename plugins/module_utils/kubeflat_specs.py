@@ -31,6 +31,11 @@ Everything invalid raises :class:`SpecError` naming the variable (``app_specs_ap
 
 from __future__ import absolute_import, division, print_function
 
+try:
+    from ansible.module_utils.kubeflat_errors import InputError
+except ImportError:  # unit tests and controller-side plugins import it directly
+    from kubeflat_errors import InputError  # type: ignore
+
 import hashlib
 import re
 
@@ -93,14 +98,8 @@ _MEMORY_UNITS = {None: 1, "k": 1000, "M": 1000 ** 2, "G": 1000 ** 3, "T": 1000 *
                  "Ki": 1024, "Mi": 1024 ** 2, "Gi": 1024 ** 3, "Ti": 1024 ** 4}
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """An invalid catalog entry or setting; the message names the variable."""
-
-    def __init__(self, var, value, reason):
-        self.var = var
-        self.value = value
-        self.reason = reason
-        super(SpecError, self).__init__("%s=%r: %s" % (var, value, reason))
 
 
 # --- serialisation ------------------------------------------------------------------------

@@ -23,6 +23,11 @@ talosctl creates Talos' secrets bundle and signs its certificates:
 
 from __future__ import absolute_import, division, print_function
 
+try:
+    from ansible.module_utils.kubeflat_errors import InputError
+except ImportError:  # unit tests and controller-side plugins import it directly
+    from kubeflat_errors import InputError  # type: ignore
+
 import re
 
 try:
@@ -47,14 +52,8 @@ _IFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 
 
-class TalosError(ValueError):
+class TalosError(InputError):
     """Invalid Talos input. ``str()`` names the variable, the value and the reason."""
-
-    def __init__(self, var, value, reason):
-        self.var = var
-        self.value = value
-        self.reason = reason
-        super(TalosError, self).__init__("%s=%r: %s" % (var, value, reason))
 
 
 def merge_settings(settings):
