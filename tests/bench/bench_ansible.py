@@ -36,7 +36,6 @@ def bench(fleet):
     lab.up()
     up = time.monotonic() - start
     env = lab.ansible_env()
-    env["ANSIBLE_CALLBACKS_ENABLED"] = ""  # profile_tasks output is noise here
     playbook = lab.ctl_argv([os.path.join(ROOT, ".venv/bin/ansible-playbook"), "-i", inventory])
     try:
         rows = []
