@@ -24,6 +24,12 @@ try:
     from ansible.module_utils.kubeflat_errors import InputError
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_errors import InputError  # type: ignore
+try:
+    from ansible.module_utils.kubeflat_options import (
+        check_bool, check_str_list, merge_options, valid_registry)
+except ImportError:  # unit tests and controller-side plugins import it directly
+    from kubeflat_options import (  # type: ignore
+        check_bool, check_str_list, merge_options, valid_registry)
 
 import copy
 import ipaddress
@@ -65,7 +71,6 @@ IMAGE_PATHS = {
     ("hubble", "ui", "backend", "image"): "cilium/hubble-ui-backend",
 }
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_REGISTRY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._-]+)*$")
 
 
 class CiliumError(InputError):
@@ -77,19 +82,11 @@ def _var(key):
 
 
 def _bool(opts, key):
-    if not isinstance(opts[key], bool):
-        raise CiliumError(_var(key), opts[key], "must be true or false")
-    return opts[key]
+    return check_bool(opts, key, "cni_cilium_", CiliumError)
 
 
 def _str_list(opts, key):
-    value = opts[key]
-    if value is None:
-        return []
-    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(
-            isinstance(v, str) and v.strip() for v in value):
-        raise CiliumError(_var(key), value, "must be a list of non-empty strings")
-    return list(value)
+    return check_str_list(opts, key, "cni_cilium_", CiliumError)
 
 
 def _net(value, var):
@@ -195,11 +192,7 @@ def validate_lb_pools(model, pools, l2_announcements=False):
 
 def validate_options(model, options):
     """Return the options merged over :data:`DEFAULTS`, or raise :class:`CiliumError`."""
-    unknown = sorted(set(options or {}) - set(DEFAULTS))
-    if unknown:
-        raise CiliumError(_var(unknown[0]), (options or {})[unknown[0]], "unknown option")
-    opts = dict(DEFAULTS)
-    opts.update({k: v for k, v in (options or {}).items() if v is not None})
+    opts = merge_options(options, DEFAULTS, "cni_cilium_", CiliumError)
     for key in ("masquerade", "hubble", "hubble_relay", "hubble_ui", "l2_announcements"):
         _bool(opts, key)
     if opts["ipam_mode"] not in IPAM_MODES:
@@ -215,7 +208,7 @@ def validate_options(model, options):
     if not isinstance(opts["chart_repo_url"], str):
         raise CiliumError(_var("chart_repo_url"), opts["chart_repo_url"], "must be a string")
     registry = opts["image_registry"]
-    if not isinstance(registry, str) or (registry and not _REGISTRY_RE.match(registry)):
+    if not valid_registry(registry):
         raise CiliumError(_var("image_registry"), registry,
                           "must be empty (upstream quay.io) or a registry host[:port][/path]")
     opts["l2_interfaces"] = _str_list(opts, "l2_interfaces")

@@ -26,6 +26,12 @@ try:
     from ansible.module_utils.kubeflat_errors import InputError
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_errors import InputError  # type: ignore
+try:
+    from ansible.module_utils.kubeflat_options import (
+        check_bool, check_str_list, merge_options, valid_registry)
+except ImportError:  # unit tests and controller-side plugins import it directly
+    from kubeflat_options import (  # type: ignore
+        check_bool, check_str_list, merge_options, valid_registry)
 
 import copy
 import json
@@ -57,7 +63,6 @@ DEFAULTS = {
 
 _IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
                        r"(@sha256:[0-9a-f]{64})?$")
-_REGISTRY_RE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]{1,5})?(/[a-z0-9._-]+)*$")
 _IFACE_RE = re.compile(r"^[^\s/]{1,15}$")
 
 
@@ -70,34 +75,19 @@ def _var(key):
 
 
 def _bool(opts, key):
-    value = opts[key]
-    if not isinstance(value, bool):
-        raise FlannelError(_var(key), value, "must be true or false")
-    return value
+    return check_bool(opts, key, "cni_flannel_", FlannelError)
 
 
 def _str_list(opts, key):
-    value = opts[key]
-    if value is None:
-        return []
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise FlannelError(_var(key), value, "must be a list of strings")
-    for item in value:
-        if not isinstance(item, str) or not item.strip():
-            raise FlannelError(_var(key), value, "must be a list of non-empty strings")
-    return list(value)
+    return check_str_list(opts, key, "cni_flannel_", FlannelError)
 
 
 def validate_options(options):
     """Return the options merged over :data:`DEFAULTS`, or raise :class:`FlannelError`."""
-    unknown = sorted(set(options or {}) - set(DEFAULTS))
-    if unknown:
-        raise FlannelError(_var(unknown[0]), (options or {})[unknown[0]], "unknown option")
-    opts = dict(DEFAULTS)
-    opts.update({k: v for k, v in (options or {}).items() if v is not None})
+    opts = merge_options(options, DEFAULTS, "cni_flannel_", FlannelError)
 
     registry = opts["image_registry"]
-    if not isinstance(registry, str) or (registry and not _REGISTRY_RE.match(registry)):
+    if not valid_registry(registry):
         raise FlannelError(_var("image_registry"), registry,
                            "must be a registry host[:port][/path] such as ghcr.io or "
                            "registry.example.net:5000/mirror (no scheme, no trailing /)")
