@@ -12,15 +12,15 @@ does not append the playbook itself: it is passed on the command line here.
 from __future__ import annotations
 
 import shlex
-import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import ansible_runner
 
-import ansible_runner  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
+# shared/ sits beside the repository (CI clones it there).
+REFERENCE = REPO.parent / "shared" / "reference"
+VENV_BIN = REPO / ".venv" / "bin"
 
 
 def run_playbook(lab, playbook, tags=None, limit=None, extravars=None, check=False,

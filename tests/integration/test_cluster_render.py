@@ -16,25 +16,17 @@ import json
 import os
 import shutil
 import stat
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-REFERENCE = REPO.parent / "shared" / "reference"
-for p in (REPO, REPO / "plugins" / "module_utils", Path(__file__).parent):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
 import ansible_runner  # noqa: E402
 
 import kubeflat_talos  # noqa: E402
-from labrunner import host_summary, output, run_playbook  # noqa: E402
+from labrunner import REFERENCE, REPO, VENV_BIN, host_summary, output, run_playbook  # noqa: E402
 
-VENV_BIN = REPO / ".venv" / "bin"
 # PATH without any talosctl/kubeadm: the venv and the system directories only.
 ENV = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import textwrap
 from pathlib import Path
@@ -21,17 +20,11 @@ import jsonschema
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
-REFERENCE = REPO.parent / "shared" / "reference"
-for p in (REPO, REPO / "plugins" / "module_utils", Path(__file__).parent):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
 import ansible_runner  # noqa: E402
 
-from labrunner import assert_run_ok, host_summary, output, run_playbook  # noqa: E402
+from labrunner import (REFERENCE, REPO, VENV_BIN, assert_run_ok, host_summary,  # noqa: E402
+                       output, run_playbook)
 
-VENV_BIN = REPO / ".venv" / "bin"
 ENV = {"ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
        "ANSIBLE_FORCE_COLOR": "0",

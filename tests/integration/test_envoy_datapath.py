@@ -29,7 +29,6 @@ import pytest
 import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "plugins", "module_utils"))
 
 from kubeflat_model import build_model  # noqa: E402
 from kubeflat_specs import render_apps  # noqa: E402

@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 from lab.kubeflat_lab import Lab  # noqa: E402
 from labrunner import assert_run_ok, host_summary, output, run_playbook  # noqa: E402

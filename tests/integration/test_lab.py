@@ -8,15 +8,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 from lab.kubeflat_lab import Lab, LabError, list_netns, mounts_under, scan_procs  # noqa: E402
 from labrunner import assert_run_ok, host_summary, run_playbook  # noqa: E402
