@@ -369,8 +369,10 @@ def _app(raw, index, settings):
         if not isinstance(entry, dict) or set(entry) - {"host", "path", "listener"}:
             raise SpecError(ivar, entry, "must be a mapping {host, path, listener}")
         host = entry.get("host", "*")
-        if not isinstance(host, str) or not _HOSTNAME.match(host):
-            raise SpecError(ivar + ".host", host, "must be a host name, *.domain or *")
+        if not isinstance(host, str) or not _HOSTNAME.match(host) or len(host) > 253 \
+                or any(len(label) > 63 for label in host.split(".")):
+            raise SpecError(ivar + ".host", host, "must be a host name, *.domain or * (DNS "
+                            "labels of at most 63 characters, at most 253 in all)")
         path = entry.get("path", "/")
         if not isinstance(path, str) or not path.startswith("/"):
             raise SpecError(ivar + ".path", path, "must be a path prefix starting with /")
