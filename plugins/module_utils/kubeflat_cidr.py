@@ -97,3 +97,56 @@ def network_containing(address, networks):
 def gateway_address(net, offset=1):
     """The offset-th host address of a network (offset 1 = the conventional router)."""
     return ipaddress.ip_address(int(net.network_address) + offset)
+
+
+# --- IANA special-purpose ranges ------------------------------------------------------------
+# From the IANA IPv4 Special-Purpose Address Registry (RFC 6890 and its updates): the ranges
+# that can never carry pod, service or node traffic, because hosts never send them (0/8,
+# 240/4), never let them leave the host (127/8), routers must not forward them (169.254/16,
+# 192.0.0.0/24), or they are not unicast (224/4, 255.255.255.255). Python's ipaddress knows
+# most of them as facts (is_loopback, is_link_local, is_multicast, is_reserved); the unit tests
+# check this table against those facts. Deliberately NOT refused, because on-prem pod and
+# service networks legitimately use them: RFC 1918 (10/8, 172.16/12, 192.168/16), shared
+# address space 100.64/10 (RFC 6598, forwardable, common for pod networks), benchmarking
+# 198.18/15 (RFC 2544, forwardable, used by labs), the documentation ranges 192.0.2.0/24,
+# 198.51.100.0/24 and 203.0.113.0/24 (RFC 5737: forwardable unicast, only "not on the public
+# internet"; labs and examples use them), and public space (some sites own it).
+UNUSABLE_NETWORKS = (
+    ("0.0.0.0/8", '"this network" (RFC 791): a source address only while a host boots'),
+    ("127.0.0.0/8", "loopback (RFC 1122): never leaves a host"),
+    ("169.254.0.0/16", "link-local (RFC 3927): routers never forward it"),
+    ("192.0.0.0/24", "IETF protocol assignments (RFC 6890): not forwardable"),
+    ("224.0.0.0/4", "multicast (RFC 5771): not a unicast address"),
+    ("240.0.0.0/4", "reserved (RFC 1112): hosts and routers drop it"),
+    ("255.255.255.255/32", "the limited broadcast address (RFC 919)"),
+)
+_UNUSABLE = tuple((ipaddress.ip_network(net), reason) for net, reason in UNUSABLE_NETWORKS)
+
+
+def special_purpose(net):
+    """``(range, reason)`` of the special-purpose range ``net`` falls in or overlaps, or None.
+
+    ``net`` is an IPv4Network or IPv4Address. A range that contains ``net`` wins (the most
+    specific one), so 255.255.255.255 is named as the broadcast address, not as reserved.
+    """
+    if not isinstance(net, ipaddress.IPv4Network):
+        net = ipaddress.ip_network(net)
+    containing = [(rng, why) for rng, why in _UNUSABLE if net.subnet_of(rng)]
+    if containing:
+        return max(containing, key=lambda item: item[0].prefixlen)
+    for rng, why in _UNUSABLE:
+        if net.overlaps(rng):
+            return rng, why
+    return None
+
+
+def check_usable(net, var, value=None):
+    """Refuse a network or address inside or overlapping a special-purpose range."""
+    found = special_purpose(net)
+    if found:
+        rng, why = found
+        where = "is in" if ipaddress.ip_network(net).subnet_of(rng) else "overlaps"
+        raise CidrError(var, str(net) if value is None else value,
+                        "%s %s, %s; it cannot carry pod, service or node traffic"
+                        % (where, rng, why))
+    return net

@@ -47,16 +47,17 @@ except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_errors import InputError  # type: ignore
 
 import ipaddress
-import re
 
 try:
     from ansible.module_utils.kubeflat_cidr import (
-        CidrError, first_overlap, gateway_address, network_containing, nth_subnet,
+        CidrError, check_usable, first_overlap, gateway_address, network_containing, nth_subnet,
         parse_address, parse_network, subnet_count, subnet_index)
+    from ansible.module_utils.kubeflat_names import label_problem, name_problem
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_cidr import (  # type: ignore
-        CidrError, first_overlap, gateway_address, network_containing, nth_subnet,
+        CidrError, check_usable, first_overlap, gateway_address, network_containing, nth_subnet,
         parse_address, parse_network, subnet_count, subnet_index)
+    from kubeflat_names import label_problem, name_problem  # type: ignore
 
 __metaclass__ = type
 
@@ -91,18 +92,28 @@ class ModelError(InputError):
     """Invalid inventory input. ``str()`` names the variable, the value and the reason."""
 
 
-def _cidr(value, var, strict=True):
+def _cidr(value, var, strict=True, usable=True):
+    """A network; with ``usable``, none that is or overlaps an IANA special-purpose range."""
     try:
-        return parse_network(value, var, strict=strict)
+        net = parse_network(value, var, strict=strict)
+        return check_usable(net, var, value) if usable else net
     except CidrError as exc:
         raise ModelError(exc.var, exc.value, exc.reason)
 
 
-def _addr(value, var):
+def _addr(value, var, shown=None):
+    """A unicast address outside the special-purpose ranges (``shown`` is the value named)."""
     try:
-        return parse_address(value, var)
+        return check_usable(parse_address(value, var), var, value if shown is None else shown)
     except CidrError as exc:
         raise ModelError(exc.var, exc.value, exc.reason)
+
+
+def _dns_name(value, var, what):
+    reason = name_problem(value)
+    if reason:
+        raise ModelError(var, value, "%s (%s)" % (reason, what))
+    return value
 
 
 def _int(value, var, low, high):
@@ -126,9 +137,9 @@ def _choice(value, var, choices):
 
 
 def _validate_name(name):
-    if not isinstance(name, str) or not re.match(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", name):
-        raise ModelError("kubeflat_cluster_name", name,
-                         "must be a DNS label (lower case letters, digits, '-', max 63)")
+    reason = label_problem(name)
+    if reason:
+        raise ModelError("kubeflat_cluster_name", name, reason)
     return name
 
 
@@ -144,6 +155,14 @@ def _split_endpoint(value, default_port):
         host, port = text, default_port
     if not host:
         raise ModelError("kubeflat_control_plane_endpoint", value, "empty host")
+    try:
+        parse_address(host, "kubeflat_control_plane_endpoint")
+    except CidrError:
+        reason = name_problem(host)
+        if reason:
+            raise ModelError("kubeflat_control_plane_endpoint", value,
+                             "host %r is neither an IPv4 address nor a DNS name: %s"
+                             % (host, reason))
     return host, port
 
 
@@ -160,9 +179,10 @@ def build_model(settings, hosts):
     cni = _choice(cfg["cni"], "kubeflat_cni", CNIS)
     pod_cidr = _cidr(cfg["pod_cidr"], "kubeflat_pod_cidr")
     service_cidr = _cidr(cfg["service_cidr"], "kubeflat_service_cidr")
-    domain = str(cfg["cluster_domain"])
-    if not domain or domain.startswith(".") or domain.endswith(".") or " " in domain:
-        raise ModelError("kubeflat_cluster_domain", domain, "must be a DNS domain like cluster.local")
+    domain = cfg["cluster_domain"]
+    if name_problem(domain):
+        raise ModelError("kubeflat_cluster_domain", domain, "must be a DNS domain like "
+                         "cluster.local: %s" % name_problem(domain))
     node_prefix = _int(cfg["node_pod_prefix"], "kubeflat_node_pod_prefix", 1, 30)
     if node_prefix <= pod_cidr.prefixlen:
         raise ModelError("kubeflat_node_pod_prefix", node_prefix,
@@ -225,6 +245,8 @@ def build_model(settings, hosts):
         if CLUSTER_GROUP in groups and not (is_cp or is_worker):
             raise ModelError("groups", hname, "in %s but in neither %s nor %s"
                              % (CLUSTER_GROUP, CONTROL_PLANE_GROUP, WORKER_GROUP))
+        if is_node:
+            _dns_name(hname, "inventory_hostname", "it becomes the Kubernetes Node name")
         if host.get("address") in (None, ""):
             raise ModelError("ansible_host", hname, "host has no address (set ansible_host "
                              "or kubeflat_node_address)")
@@ -319,7 +341,8 @@ def build_model(settings, hosts):
         node["pod_cidr"] = str(net)
         node["pod_cidr_source"] = "allocated"
     for node in nodes:
-        node["pod_gateway"] = str(gateway_address(_cidr(node["pod_cidr"], "pod_cidr")))
+        node["pod_gateway"] = str(gateway_address(_cidr(node["pod_cidr"], "pod_cidr",
+                                                        usable=False)))
 
     # --- adjacency -----------------------------------------------------------------------
     segments = {}
