@@ -265,13 +265,32 @@ def kubelet_configuration(model, settings=None):
         "apiVersion": API_KUBELET,
         "kind": "KubeletConfiguration",
         "cgroupDriver": "systemd",
-        "clusterDNS": [model["dns_service_ip"]],
+        # Pods resolve through the model's cluster DNS: the control-plane node addresses
+        # (CoreDNS DaemonSet, hostNetwork) by default, or the DNS Service VIP.
+        "clusterDNS": cluster_dns(model),
         "clusterDomain": model["cluster_domain"],
         "failSwapOn": True,
         "rotateCertificates": True,
         "serverTLSBootstrap": False,
         "staticPodPath": "/etc/kubernetes/manifests",
     }
+
+
+def cluster_dns(model):
+    """The kubelet's clusterDNS list (models without ``cluster_dns`` use the DNS VIP)."""
+    return list(model.get("cluster_dns") or [model["dns_service_ip"]])
+
+
+def skip_phases(model):
+    """kubeadm init phases kubeflat replaces: kube-proxy (Cilium KPR) and, when pods resolve
+    through the control-plane addresses, the CoreDNS Deployment (kubeflat's CoreDNS DaemonSet,
+    rendered by the envoy stage, binds those addresses instead)."""
+    skip = []
+    if model.get("kube_proxy_replacement"):
+        skip.append("addon/kube-proxy")
+    if model.get("dns_mode", "service") == "control_planes":
+        skip.append("addon/coredns")
+    return skip
 
 
 def kube_proxy_configuration(model, settings=None):
@@ -304,8 +323,9 @@ def init_configuration(model, token, certificate_key, settings=None):
         "nodeRegistration": _node_registration(model, node, cfg),
         "patches": _patches(cfg),
     }
-    if model.get("kube_proxy_replacement"):
-        doc["skipPhases"] = ["addon/kube-proxy"]
+    skip = skip_phases(model)
+    if skip:
+        doc["skipPhases"] = skip
     return doc
 
 

@@ -12,7 +12,7 @@ Inputs
 
     cluster_name, distribution, cni, pod_cidr, service_cidr, node_pod_prefix, cluster_domain,
     host_networks, control_plane_ha, apiserver_port, apiserver_lb_port,
-    control_plane_endpoint, kube_proxy_replacement
+    control_plane_endpoint, kube_proxy_replacement, dns_mode
 
 ``hosts``: a list of ``{"name", "groups", "address", "pod_cidr"}`` (``pod_cidr`` optional),
 one per inventory host, as produced by the ``kubeflat_host_inputs`` filter.
@@ -24,6 +24,7 @@ Output (all plain JSON types; nodes sorted by name)::
       "pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12", "node_pod_prefix": 24,
       "cluster_domain": "cluster.local", "host_networks": ["10.77.0.0/24"],
       "dns_service_ip": "10.96.0.10", "kubernetes_service_ip": "10.96.0.1",
+      "dns_mode": "control_planes", "cluster_dns": ["10.77.0.11"],
       "control_plane_ha": false, "kube_proxy_replacement": false,
       "apiserver": {"port": 6443, "lb_port": 7443, "endpoint": "127.0.0.1:7443",
                     "endpoint_host": "127.0.0.1", "endpoint_port": 7443,
@@ -70,6 +71,11 @@ CONTROL_PLANE_GROUP = "kube_control_plane"
 WORKER_GROUP = "kube_node"
 CLUSTER_GROUP = "k8s_cluster"
 OUTSIDE_GROUP = "k8s_outside"
+# Cluster DNS: "control_planes" = pods resolve through the control-plane node addresses, where
+# the CoreDNS DaemonSet (hostNetwork) listens; "service" = through the DNS service VIP (.10).
+DNS_MODES = ("control_planes", "service")
+# resolv.conf (glibc MAXNS) and the kubelet use at most three nameservers.
+MAX_DNS_SERVERS = 3
 
 DEFAULTS = {
     "cluster_name": "kubeflat",
@@ -85,6 +91,7 @@ DEFAULTS = {
     "apiserver_lb_port": 7443,
     "control_plane_endpoint": "",
     "kube_proxy_replacement": None,
+    "dns_mode": None,
 }
 
 
@@ -381,6 +388,8 @@ def build_model(settings, hosts):
         endpoint_host, endpoint_port = "127.0.0.1", lb_port
 
     service_base = int(service_cidr.network_address)
+    dns_service_ip = str(ipaddress.ip_address(service_base + 10))
+    dns_mode, cluster_dns = _cluster_dns(cfg["dns_mode"], cp_addresses, dns_service_ip)
     model = {
         "cluster_name": name,
         "distribution": distribution,
@@ -391,7 +400,9 @@ def build_model(settings, hosts):
         "cluster_domain": domain,
         "host_networks": [str(n) for n in host_networks],
         "kubernetes_service_ip": str(ipaddress.ip_address(service_base + 1)),
-        "dns_service_ip": str(ipaddress.ip_address(service_base + 10)),
+        "dns_service_ip": dns_service_ip,
+        "dns_mode": dns_mode,
+        "cluster_dns": cluster_dns,
         "control_plane_ha": ha,
         "kube_proxy_replacement": kpr,
         "apiserver": {
@@ -414,6 +425,28 @@ def build_model(settings, hosts):
                        for n in nodes],
     }
     return model
+
+
+def _cluster_dns(mode, cp_addresses, dns_service_ip):
+    """(mode, resolver addresses) every pod and every Envoy uses for cluster names.
+
+    ``control_planes``: the first three control-plane node addresses (name order), where the
+    CoreDNS DaemonSet binds; no Service VIP, so no kube-proxy rule, on the DNS path.
+    ``service``: the DNS Service VIP, which needs kube-proxy or Cilium's replacement.
+    None (auto): ``control_planes`` when the inventory has control planes (``none``
+    distributions may list none), else ``service``.
+    """
+    if mode in (None, ""):
+        mode = "control_planes" if cp_addresses else "service"
+    mode = _choice(mode, "kubeflat_dns_mode", DNS_MODES)
+    if mode == "service":
+        return mode, [dns_service_ip]
+    if not cp_addresses:
+        raise ModelError("kubeflat_dns_mode", mode,
+                         "pods would resolve through the control-plane addresses, but %s is "
+                         "empty; add the control planes to the inventory or set "
+                         "kubeflat_dns_mode: service" % CONTROL_PLANE_GROUP)
+    return mode, cp_addresses[:MAX_DNS_SERVERS]
 
 
 def node_by_name(model, name):

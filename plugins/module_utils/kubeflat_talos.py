@@ -11,7 +11,9 @@ talosctl creates Talos' secrets bundle and signs its certificates:
 * :func:`common_patch` -- cluster-wide: pod/service subnets and DNS domain from the model,
   ``cluster.network.cni.name: none`` (kubeflat's network stage deploys static/flannel host-gw/
   cilium itself; Talos' built-in flannel is a VXLAN overlay), ``cluster.proxy.disabled`` when
-  Cilium replaces kube-proxy, no controller-manager pod CIDR allocation (the model owns them).
+  Cilium replaces kube-proxy, no controller-manager pod CIDR allocation (the model owns them),
+  ``machine.kubelet.clusterDNS`` = the control-plane addresses and ``cluster.coreDNS.disabled``
+  in the default DNS mode (``kubeflat_dns_mode: control_planes``).
 * :func:`controlplane_patch` -- API server certificate SANs.
 * :func:`node_patch` -- per node: hostname, install disk, static address and default route, the
   static-mode pod routes to every other node, kubelet reserved resources.
@@ -112,6 +114,11 @@ def common_patch(model):
     }
     if model.get("kube_proxy_replacement"):
         patch["cluster"]["proxy"] = {"disabled": True}
+    if model.get("dns_mode") == "control_planes":
+        # Pods resolve through the control-plane addresses, where kubeflat's CoreDNS
+        # DaemonSet binds; Talos' own CoreDNS Deployment (behind the VIP) is not deployed.
+        patch["machine"]["kubelet"]["clusterDNS"] = list(model["cluster_dns"])
+        patch["cluster"]["coreDNS"] = {"disabled": True}
     return patch
 
 

@@ -255,3 +255,50 @@ def test_kube_proxy_replacement_refused_without_cilium():
     with pytest.raises(ModelError) as exc:
         build(cni="flannel", kube_proxy_replacement=True)
     assert exc.value.var == "kubeflat_kube_proxy_replacement"
+
+
+# --- cluster DNS (kubeflat_dns_mode) ---------------------------------------------------------
+
+HA_HOSTS = [host("cp%d" % i, "10.77.0.1%d" % i, "kube_control_plane", "k8s_cluster")
+            for i in (1, 2, 3, 4, 5)] + [host("w1", "10.77.0.21", "kube_node", "k8s_cluster")]
+
+
+def test_pods_resolve_through_the_control_plane_addresses_by_default():
+    model = build()
+    assert model["dns_mode"] == "control_planes"
+    assert model["cluster_dns"] == ["10.77.0.11"]
+    assert model["dns_service_ip"] == "10.96.0.10"  # still computed (kube-dns Service option)
+
+
+def test_control_plane_dns_takes_the_first_three_control_planes_in_name_order():
+    model = build(hosts=list(reversed(HA_HOSTS)))
+    assert model["cluster_dns"] == ["10.77.0.11", "10.77.0.12", "10.77.0.13"]
+
+
+def test_service_dns_mode_keeps_the_vip():
+    model = build(dns_mode="service")
+    assert model["dns_mode"] == "service"
+    assert model["cluster_dns"] == ["10.96.0.10"]
+
+
+def test_dns_mode_auto_falls_back_to_the_vip_without_control_planes():
+    # distribution none may list no control plane: nothing to point pods at but the VIP.
+    hosts = [h for h in HOSTS if h["name"] != "cp1"]
+    model = build(hosts=hosts, distribution="none")
+    assert (model["dns_mode"], model["cluster_dns"]) == ("service", ["10.96.0.10"])
+
+
+def test_control_plane_dns_refused_without_control_planes():
+    hosts = [h for h in HOSTS if h["name"] != "cp1"]
+    with pytest.raises(ModelError) as exc:
+        build(hosts=hosts, distribution="none", dns_mode="control_planes")
+    assert exc.value.var == "kubeflat_dns_mode"
+    assert "kube_control_plane is empty" in str(exc.value)
+    assert "kubeflat_dns_mode: service" in str(exc.value)
+
+
+def test_unknown_dns_mode_refused():
+    with pytest.raises(ModelError) as exc:
+        build(dns_mode="vip")
+    assert exc.value.var == "kubeflat_dns_mode"
+    assert "'vip'" in str(exc.value) and "control_planes, service" in str(exc.value)

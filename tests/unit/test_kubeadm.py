@@ -56,10 +56,13 @@ def test_first_control_plane_gets_init_cluster_kubelet_and_kube_proxy():
     assert net == {"podSubnet": m["pod_cidr"], "serviceSubnet": m["service_cidr"],
                    "dnsDomain": m["cluster_domain"]}
     assert by["ClusterConfiguration"]["controlPlaneEndpoint"] == m["apiserver"]["endpoint"] == "127.0.0.1:7443"
-    assert by["KubeletConfiguration"]["clusterDNS"] == [m["dns_service_ip"]]
+    # Default DNS mode: pods resolve through the control-plane addresses, no Service VIP.
+    assert by["KubeletConfiguration"]["clusterDNS"] == ["192.168.10.11", "192.168.10.12",
+                                                        "192.168.10.13"]
     assert by["KubeletConfiguration"]["cgroupDriver"] == "systemd"
     assert by["KubeProxyConfiguration"]["clusterCIDR"] == m["pod_cidr"]
-    assert "skipPhases" not in by["InitConfiguration"]
+    # kubeflat's CoreDNS DaemonSet on those addresses replaces kubeadm's CoreDNS Deployment.
+    assert by["InitConfiguration"]["skipPhases"] == ["addon/coredns"]
     init = by["InitConfiguration"]
     assert init["bootstrapTokens"][0]["token"] == TOKEN
     assert init["certificateKey"] == CERT_KEY
@@ -71,7 +74,7 @@ def test_first_control_plane_gets_init_cluster_kubelet_and_kube_proxy():
 @pytest.mark.parametrize("cni,kpr,expect_skip", [("cilium", None, True), ("cilium", False, False),
                                                  ("static", None, False), ("flannel", None, False)])
 def test_skip_phases_present_iff_kube_proxy_replacement(cni, kpr, expect_skip):
-    m = model(cni=cni, kube_proxy_replacement=kpr)
+    m = model(cni=cni, kube_proxy_replacement=kpr, dns_mode="service")
     assert m["kube_proxy_replacement"] is expect_skip
     docs = kk.node_documents(m, "cp1", TOKEN, CERT_KEY, CA_HASH)
     by = docs_by_kind(docs)
@@ -79,6 +82,36 @@ def test_skip_phases_present_iff_kube_proxy_replacement(cni, kpr, expect_skip):
     if expect_skip:
         assert by["InitConfiguration"]["skipPhases"] == ["addon/kube-proxy"]
     assert ("KubeProxyConfiguration" in by) is not expect_skip
+
+
+def test_service_dns_mode_keeps_the_vip_and_kubeadms_coredns():
+    m = model(dns_mode="service")
+    by = docs_by_kind(kk.node_documents(m, "cp1", TOKEN, CERT_KEY, CA_HASH))
+    assert by["KubeletConfiguration"]["clusterDNS"] == ["10.96.0.10"] == [m["dns_service_ip"]]
+    assert "skipPhases" not in by["InitConfiguration"]
+
+
+def test_control_plane_dns_with_cilium_skips_kube_proxy_and_coredns():
+    m = model(cni="cilium")
+    by = docs_by_kind(kk.node_documents(m, "cp1", TOKEN, CERT_KEY, CA_HASH))
+    assert by["InitConfiguration"]["skipPhases"] == ["addon/kube-proxy", "addon/coredns"]
+    assert by["KubeletConfiguration"]["clusterDNS"] == m["cluster_dns"]
+
+
+def test_control_plane_dns_uses_at_most_three_resolvers():
+    hosts = [host("cp%d" % i, "192.168.10.1%d" % i, "kube_control_plane") for i in range(1, 6)]
+    m = model(hosts=hosts)
+    by = docs_by_kind(kk.node_documents(m, "cp1", TOKEN, CERT_KEY, CA_HASH))
+    # resolv.conf takes three nameservers; the kubelet drops the rest with a warning.
+    assert by["KubeletConfiguration"]["clusterDNS"] == ["192.168.10.11", "192.168.10.12",
+                                                        "192.168.10.13"]
+
+
+def test_kubelet_cluster_dns_falls_back_to_the_vip_for_older_models():
+    m = model()
+    del m["cluster_dns"], m["dns_mode"]
+    assert kk.cluster_dns(m) == [m["dns_service_ip"]]
+    assert kk.skip_phases(m) == []
 
 
 def test_join_configurations_for_control_planes_and_workers():

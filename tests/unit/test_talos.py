@@ -89,6 +89,25 @@ def test_common_patch_from_the_model():
 
 
 @pytest.mark.parametrize("version", VERSIONS)
+def test_pods_resolve_through_the_control_plane_addresses_by_default(version):
+    m = model()
+    patch = kt.common_patch(m)
+    assert patch["machine"]["kubelet"]["clusterDNS"] == ["192.168.20.11", "192.168.20.12",
+                                                         "192.168.20.13"]
+    # Talos' CoreDNS Deployment behind the VIP is replaced by kubeflat's DaemonSet.
+    assert patch["cluster"]["coreDNS"] == {"disabled": True}
+    assert kt.validate_documents([patch], schema(version)) == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_service_dns_mode_leaves_talos_dns_defaults(version):
+    patch = kt.common_patch(model(dns_mode="service"))
+    assert "clusterDNS" not in patch["machine"]["kubelet"]
+    assert "coreDNS" not in patch["cluster"]
+    assert kt.validate_documents([patch], schema(version)) == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
 def test_static_mode_pod_routes_go_to_every_other_node(version):
     m = model("static")
     docs = kt.node_patch(m, "w1", dict(SETTINGS, talos_version=version), RESERVED)
