@@ -65,6 +65,29 @@ ENVOY_DEFAULTS = {
 RETRY_ON = "5xx,reset,connect-failure"
 HEALTH_VHOST = "kubeflat-ingress-health"
 HEALTH_PATH = "/healthz"
+# DNS client of every DNS cluster when resolvers are given (the cluster DNS servers): one
+# second per query, two tries per server, queries spread over all servers, names are FQDNs.
+DNS_QUERY_TIMEOUT_SECONDS = 1
+DNS_QUERY_TRIES = 2
+# Access log of the ingress and the outside balancer: one JSON object per request/connection
+# with the addresses each side saw (no NAT anywhere: a hop's peer is the previous hop itself).
+INGRESS_LOG_FORMAT = {
+    "start": "%START_TIME%", "downstream": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "authority": "%REQ(:AUTHORITY)%", "path": "%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%",
+    "status": "%RESPONSE_CODE%", "flags": "%RESPONSE_FLAGS%",
+    "upstream_host": "%UPSTREAM_HOST%", "upstream_local": "%UPSTREAM_LOCAL_ADDRESS%",
+    "attempts": "%UPSTREAM_REQUEST_ATTEMPT_COUNT%", "request_id": "%REQ(X-REQUEST-ID)%",
+    "duration_ms": "%DURATION%",
+}
+BALANCER_LOG_FORMAT = {
+    "start": "%START_TIME%", "downstream": "%DOWNSTREAM_REMOTE_ADDRESS%",
+    "upstream_host": "%UPSTREAM_HOST%", "upstream_local": "%UPSTREAM_LOCAL_ADDRESS%",
+    "flags": "%RESPONSE_FLAGS%", "bytes_received": "%BYTES_RECEIVED%",
+    "bytes_sent": "%BYTES_SENT%", "duration_ms": "%DURATION%",
+}
+# Connection attempts of the outside balancer (tcp_proxy): a refused connect to one node's
+# ingress is retried on another node.
+BALANCER_CONNECT_ATTEMPTS = 3
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s)$")
 _PORT_KEYS = ("admin_port", "first_local_port")
@@ -252,14 +275,37 @@ def _circuit_breakers(opts):
     }]}
 
 
-def dns_cluster(name, host, port, opts, health_path=None):
+def cluster_resolvers(model):
+    """DNS servers the rendered Envoys query: the control-plane addresses in the default DNS
+    mode (``kubeflat_dns_mode: control_planes``); None (the pod's resolv.conf) otherwise."""
+    if model.get("dns_mode") == "control_planes":
+        return list(model["cluster_dns"])
+    return None
+
+
+def dns_resolver_config(resolvers):
+    """c-ares resolver config on explicit DNS servers (port 53), spread over all of them, so
+    one server down costs at most a one-second try on the next one."""
+    return {"name": "envoy.network.dns_resolver.cares", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3."
+                 "CaresDnsResolverConfig",
+        "resolvers": [{"socket_address": {"address": r, "port_value": 53}} for r in resolvers],
+        "dns_resolver_options": {"no_default_search_domain": True},
+        "query_timeout_seconds": DNS_QUERY_TIMEOUT_SECONDS,
+        "query_tries": DNS_QUERY_TRIES,
+        "rotate_nameservers": True,
+    }}
+
+
+def dns_cluster(name, host, port, opts, health_path=None, resolvers=None):
     """A strict-DNS cluster on a headless name: every A record is one endpoint.
 
     Expressed as ``cluster_type: envoy.clusters.dns`` with
     ``all_addresses_in_single_endpoint: false``, which is STRICT_DNS without the fields
-    Envoy 1.40 deprecates on the Cluster message.
+    Envoy 1.40 deprecates on the Cluster message. ``resolvers``: DNS server addresses
+    (:func:`cluster_resolvers`); None uses the resolv.conf of the pod.
     """
-    return {
+    cluster = {
         "name": name,
         # Strict DNS (every A record is an endpoint), through the DNS cluster extension:
         # Envoy 1.40 deprecates type: STRICT_DNS together with Cluster.dns_refresh_rate.
@@ -281,6 +327,10 @@ def dns_cluster(name, host, port, opts, health_path=None):
         "outlier_detection": _outlier_detection(opts),
         "circuit_breakers": _circuit_breakers(opts),
     }
+    if resolvers:
+        cluster["cluster_type"]["typed_config"]["typed_dns_resolver_config"] = \
+            dns_resolver_config(resolvers)
+    return cluster
 
 
 def retry_policy(opts):
@@ -354,7 +404,8 @@ def sidecar_bootstrap(app, upstreams, opts):
                  "routes": [{"match": {"prefix": "/"}, "route": _route_action(name, opts)}]}
         listeners.append(_listener("to_" + name, "127.0.0.1", up["local_port"],
                                    _hcm("to_" + name, [vhost])))
-        clusters.append(dns_cluster(name, up["host"], up["port"], opts, up.get("health_path")))
+        clusters.append(dns_cluster(name, up["host"], up["port"], opts, up.get("health_path"),
+                                    up.get("resolvers")))
     return {
         "node": {"id": app, "cluster": app},
         "admin": _admin(opts),
@@ -362,7 +413,44 @@ def sidecar_bootstrap(app, upstreams, opts):
     }
 
 
-def ingress_bootstrap(listeners, routes, opts):
+def ingress_drain_seconds(opts):
+    """How long a stopping ingress keeps serving after failing its health check: until the
+    outside balancer has seen ``unhealthy_threshold`` failed checks (one interval of slack)."""
+    millis = (opts["unhealthy_threshold"] + 1) * opts["health_check_interval"] + \
+        opts["health_check_timeout"]
+    return -(-millis // 1000) + 1
+
+
+def ingress_pre_stop(opts):
+    """preStop of the ingress container: fail the health check through the admin API (POST,
+    with bash's /dev/tcp: the envoyproxy/envoy image is Ubuntu-based and has no curl), then
+    keep serving while the outside balancer takes the node out. SIGTERM follows."""
+    request = ("POST /healthcheck/fail HTTP/1.1\\r\\nHost: localhost\\r\\n"
+               "Content-Length: 0\\r\\nConnection: close\\r\\n\\r\\n")
+    script = ("exec 3<>/dev/tcp/127.0.0.1/%d && printf '%s' >&3 && cat <&3 >/dev/null; "
+              "sleep %d" % (opts["admin_port"], request, ingress_drain_seconds(opts)))
+    return {"exec": {"command": ["bash", "-c", script]}}
+
+
+def _health_filter():
+    """Answers the balancer's health check itself: 200, or 503 once the server is failed
+    (admin /healthcheck/fail in the preStop) so the node drains before Envoy stops."""
+    return {"name": "envoy.filters.http.health_check", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.health_check.v3.HealthCheck",
+        "pass_through_mode": False,
+        "headers": [{"name": ":path", "string_match": {"exact": HEALTH_PATH}},
+                    {"name": ":authority", "string_match": {"exact": HEALTH_VHOST}}],
+    }}
+
+
+def _json_log(fmt):
+    return [{"name": "envoy.access_loggers.stdout", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3."
+                 "StdoutAccessLog",
+        "log_format": {"json_format": dict(fmt)}}}]
+
+
+def ingress_bootstrap(listeners, routes, opts, resolvers=None):
     """Bootstrap of the Envoy ingress DaemonSet (hostNetwork).
 
     ``listeners``: ``[{"name", "port"}]`` (node ports, bound on 0.0.0.0).
@@ -383,7 +471,7 @@ def ingress_bootstrap(listeners, routes, opts):
             name = cluster_name(route["service"], route["namespace"])
             if name not in clusters:
                 clusters[name] = dns_cluster(name, route["host_name"], route["port"], opts,
-                                             route.get("health_path"))
+                                             route.get("health_path"), resolvers)
             by_host.setdefault(route["host"], []).append(route)
         vhosts = [{"name": HEALTH_VHOST, "domains": [HEALTH_VHOST],
                    "routes": [{"match": {"path": HEALTH_PATH},
@@ -402,9 +490,8 @@ def ingress_bootstrap(listeners, routes, opts):
             })
         extra = {
             "use_remote_address": True,
-            "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3."
-                         "StdoutAccessLog"}}],
+            "access_log": _json_log(INGRESS_LOG_FORMAT),
+            "http_filters": [_health_filter(), _router_filter()],
         }
         out_listeners.append(_listener("ingress_" + listener["name"], "0.0.0.0", listener["port"],
                                        _hcm("ingress_" + listener["name"], vhosts, extra)))
@@ -447,6 +534,8 @@ def outside_balancer_bootstrap(listeners, node_addresses, opts):
                          "TcpProxy",
                 "stat_prefix": name,
                 "cluster": name,
+                "max_connect_attempts": BALANCER_CONNECT_ATTEMPTS,
+                "access_log": _json_log(BALANCER_LOG_FORMAT),
             },
         }))
     return {

@@ -44,11 +44,13 @@ import yaml
 try:
     from ansible.module_utils.kubeflat_envoy import (
         EnvoyError, check_port, cluster_name, envoy_options, headless_name, ingress_bootstrap,
-        outside_balancer_bootstrap, sidecar_bootstrap)
+        outside_balancer_bootstrap, sidecar_bootstrap, cluster_resolvers, ingress_pre_stop,
+        ingress_drain_seconds)
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_envoy import (  # type: ignore
         EnvoyError, check_port, cluster_name, envoy_options, headless_name, ingress_bootstrap,
-        outside_balancer_bootstrap, sidecar_bootstrap)
+        outside_balancer_bootstrap, sidecar_bootstrap, cluster_resolvers, ingress_pre_stop,
+        ingress_drain_seconds)
 
 __metaclass__ = type
 
@@ -412,6 +414,7 @@ def validate_catalog(apps, settings, model):
     if not isinstance(apps, list):
         raise SpecError("app_specs_apps", apps, "must be a list of apps")
     domain = model["cluster_domain"]
+    resolvers = cluster_resolvers(model)
     out = [_app(raw, i, settings) for i, raw in enumerate(apps)]
     by_key = {}
     for app in out:
@@ -464,6 +467,7 @@ def validate_catalog(apps, settings, model):
                 "host": headless_name(target["name"], target_ns, domain),
                 "port": port["port"], "local_port": local_port, "health_path": health_path,
                 "env": "UPSTREAM_%s_URL" % target["name"].upper().replace("-", "_"),
+                "resolvers": resolvers,
             })
         app["upstreams"] = upstreams
         for entry in app["ingress"]:
@@ -674,7 +678,7 @@ def ingress_bundle(catalog, settings, ingress, model):
     """Ingress DaemonSet manifests, its Envoy bootstrap and the outside balancer config."""
     opts = envoy_options(settings["envoy"], "app_specs_envoy")
     routes = ingress_routes(catalog, ingress["listeners"], model["cluster_domain"])
-    envoy = ingress_bootstrap(ingress["listeners"], routes, opts)
+    envoy = ingress_bootstrap(ingress["listeners"], routes, opts, cluster_resolvers(model))
     envoy_text = dump_yaml(envoy)
     nodes = [n for n in model["nodes"] if ingress["on_control_planes"] or not n["control_plane"]]
     outside = outside_balancer_bootstrap(ingress["listeners"], [n["address"] for n in nodes],
@@ -687,10 +691,12 @@ def ingress_bundle(catalog, settings, ingress, model):
         # hostNetwork pods need this to resolve the apps' headless names via cluster DNS.
         "dnsPolicy": "ClusterFirstWithHostNet",
         "priorityClassName": "system-node-critical",
-        "terminationGracePeriodSeconds": 30,
+        # preStop (fail the health check, keep serving while the balancer drains) + SIGTERM.
+        "terminationGracePeriodSeconds": max(30, ingress_drain_seconds(opts) + 10),
         "containers": [{
             "name": "envoy",
             "image": settings["envoy_image"],
+            "lifecycle": {"preStop": ingress_pre_stop(opts)},
             "command": ["envoy"],
             "args": ["--config-path", ENVOY_CONFIG_PATH, "--disable-hot-restart",
                      "--drain-time-s", "15", "--log-level", "warn"],
@@ -896,8 +902,14 @@ def render_apps(apps, settings, model):
 def render_edge(apps, settings, ingress, coredns, model):
     """``{relpath: text}`` for the ingress DaemonSet, the outside balancer and CoreDNS.
 
-    ``coredns`` None leaves CoreDNS out.
+    ``coredns`` None leaves CoreDNS out, refused when pods resolve through the control planes
+    (``kubeflat_dns_mode: control_planes``): nothing would answer on those addresses.
     """
+    if coredns is None and model.get("dns_mode") == "control_planes":
+        raise SpecError("envoy_ingress_coredns", False,
+                        "kubeflat_dns_mode is control_planes: pods and Envoys resolve through "
+                        "%s, where only the CoreDNS DaemonSet would answer; render it or set "
+                        "kubeflat_dns_mode: service" % ", ".join(model["cluster_dns"]))
     settings = spec_settings(settings)
     ingress = ingress_settings(ingress)
     catalog = validate_catalog(apps, settings, model)

@@ -5,6 +5,8 @@ from kubeflat_envoy import (
     ENVOY_DEFAULTS, HEALTH_PATH, HEALTH_VHOST, EnvoyError, check_port, cluster_name, duration,
     envoy_options, headless_name, ingress_bootstrap, outside_balancer_bootstrap, parse_duration,
     retry_policy, sidecar_bootstrap)
+from kubeflat_envoy import (
+    cluster_resolvers, dns_cluster, ingress_drain_seconds, ingress_pre_stop)
 
 UPSTREAMS = [
     {"service": "catalog", "namespace": "shop", "host": "catalog.shop.svc.cluster.local",
@@ -219,3 +221,72 @@ def test_outside_balancer_lists_every_node_and_checks_the_ingress_health_vhost()
     assert tcp["typed_config"]["cluster"] == "ingress_alt"
     with pytest.raises(EnvoyError, match="no node"):
         outside_balancer_bootstrap(LISTENERS, [], opts())
+
+
+# --- DNS servers, drain, access logs (issue 11) ---------------------------------------------
+
+def test_dns_cluster_queries_the_given_servers_spread_with_short_timeouts():
+    cluster = dns_cluster("shop_web", "web.shop.svc.cluster.local", 8080, opts(), "/ready",
+                          ["10.0.0.11", "10.0.0.12", "10.0.0.13"])
+    config = cluster["cluster_type"]["typed_config"]["typed_dns_resolver_config"]
+    assert config["name"] == "envoy.network.dns_resolver.cares"
+    cares = config["typed_config"]
+    assert [r["socket_address"] for r in cares["resolvers"]] == [
+        {"address": a, "port_value": 53} for a in ("10.0.0.11", "10.0.0.12", "10.0.0.13")]
+    assert cares["rotate_nameservers"] is True
+    assert (cares["query_timeout_seconds"], cares["query_tries"]) == (1, 2)
+    assert cares["dns_resolver_options"] == {"no_default_search_domain": True}
+    plain = dns_cluster("shop_web", "web.shop.svc.cluster.local", 8080, opts())
+    assert "typed_dns_resolver_config" not in plain["cluster_type"]["typed_config"]
+
+
+def test_cluster_resolvers_follow_the_dns_mode():
+    assert cluster_resolvers({"dns_mode": "control_planes", "cluster_dns": ["10.0.0.11"]}) == [
+        "10.0.0.11"]
+    assert cluster_resolvers({"dns_mode": "service", "cluster_dns": ["10.96.0.10"]}) is None
+    assert cluster_resolvers({}) is None
+
+
+def test_sidecar_and_ingress_pass_the_resolvers_to_every_cluster():
+    ups = [dict(u, resolvers=["10.0.0.11"]) for u in UPSTREAMS]
+    sidecar = sidecar_bootstrap("web", ups, opts())
+    ingress = ingress_bootstrap(LISTENERS, ROUTES, opts(), ["10.0.0.11"])
+    for cluster in sidecar["static_resources"]["clusters"] + \
+            ingress["static_resources"]["clusters"]:
+        cares = cluster["cluster_type"]["typed_config"]["typed_dns_resolver_config"]
+        assert cares["typed_config"]["resolvers"][0]["socket_address"]["address"] == "10.0.0.11"
+
+
+def test_ingress_health_check_filter_answers_before_the_router():
+    boot = ingress_bootstrap(LISTENERS, ROUTES, opts())
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    filters = hcm["typed_config"]["http_filters"]
+    assert [f["name"] for f in filters] == ["envoy.filters.http.health_check",
+                                            "envoy.filters.http.router"]
+    check = filters[0]["typed_config"]
+    assert check["pass_through_mode"] is False
+    assert {h["name"]: h["string_match"]["exact"] for h in check["headers"]} == {
+        ":path": HEALTH_PATH, ":authority": HEALTH_VHOST}
+    log = hcm["typed_config"]["access_log"][0]["typed_config"]["log_format"]["json_format"]
+    assert log["downstream"] == "%DOWNSTREAM_REMOTE_ADDRESS%"
+    assert log["upstream_local"] == "%UPSTREAM_LOCAL_ADDRESS%"
+
+
+def test_ingress_drain_outlasts_the_balancers_health_checks():
+    # (2 failed checks + 1 interval of slack) * 5 s + 1 s timeout = 16 s, + 1 s margin.
+    assert ingress_drain_seconds(opts()) == 17
+    assert ingress_drain_seconds(opts(health_check_interval="1s", health_check_timeout="500ms",
+                                      unhealthy_threshold=2)) == 5
+    script = ingress_pre_stop(opts(admin_port=9911))["exec"]["command"][2]
+    assert script.startswith("exec 3<>/dev/tcp/127.0.0.1/9911 && printf 'POST /healthcheck/fail")
+    assert script.endswith("; sleep 17")
+
+
+def test_outside_balancer_retries_connects_and_logs_both_addresses():
+    boot = outside_balancer_bootstrap(LISTENERS, ["10.0.0.1", "10.0.0.2"], opts())
+    tcp = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0][
+        "typed_config"]
+    assert tcp["max_connect_attempts"] == 3
+    log = tcp["access_log"][0]["typed_config"]["log_format"]["json_format"]
+    assert (log["downstream"], log["upstream_host"], log["upstream_local"]) == (
+        "%DOWNSTREAM_REMOTE_ADDRESS%", "%UPSTREAM_HOST%", "%UPSTREAM_LOCAL_ADDRESS%")

@@ -22,6 +22,12 @@ MODEL = build_model(
      {"name": "w1", "address": "10.77.0.21", "groups": ["kube_node", "k8s_cluster"]},
      {"name": "w2", "address": "10.77.0.22", "groups": ["kube_node", "k8s_cluster"]}])
 
+SERVICE_DNS_MODEL = build_model(
+    {"cluster_name": "lab", "distribution": "none", "host_networks": ["10.77.0.0/24"],
+     "dns_mode": "service"},
+    [{"name": "cp1", "address": "10.77.0.11", "groups": ["kube_control_plane", "k8s_cluster"]},
+     {"name": "w1", "address": "10.77.0.21", "groups": ["kube_node", "k8s_cluster"]}])
+
 
 def apps():
     return copy.deepcopy(LAB["app_specs_apps"])
@@ -287,7 +293,8 @@ def test_edge_files_and_determinism():
                              "specs/kube-system/coredns.yaml",
                              "specs/kubeflat-ingress/envoy-ingress.yaml"]
     assert edge() == files
-    assert "specs/kube-system/coredns.yaml" not in render_edge(apps(), SETTINGS, {}, None, MODEL)
+    assert "specs/kube-system/coredns.yaml" not in render_edge(apps(), SETTINGS, {}, None,
+                                                               SERVICE_DNS_MODEL)
 
 
 def test_ingress_daemonset_uses_host_network_and_routes_to_headless_names():
@@ -366,3 +373,54 @@ def test_manifest_order_puts_namespaces_first():
                            "specs/shop/namespace.yaml"]) == [
         "specs/shop/namespace.yaml", "specs/kubeflat-ingress/envoy-ingress.yaml",
         "specs/shop/web.yaml"]
+
+
+# --- cluster DNS and the ingress drain (issue 11) -------------------------------------------
+
+def _resolvers(cluster):
+    config = cluster["cluster_type"]["typed_config"].get("typed_dns_resolver_config")
+    if config is None:
+        return None
+    return [r["socket_address"]["address"] for r in config["typed_config"]["resolvers"]]
+
+
+def test_sidecars_and_ingress_resolve_through_the_control_plane_addresses():
+    sidecar = yaml.safe_load(render()["envoy/sidecars/shop/web.yaml"])
+    ingress = yaml.safe_load(edge()["envoy/ingress.yaml"])
+    clusters = sidecar["static_resources"]["clusters"] + ingress["static_resources"]["clusters"]
+    assert clusters
+    assert all(_resolvers(c) == MODEL["cluster_dns"] == ["10.77.0.11"] for c in clusters)
+
+
+def test_service_dns_mode_leaves_envoy_on_the_pod_resolver():
+    sidecar = yaml.safe_load(render_apps(apps(), SETTINGS, SERVICE_DNS_MODEL)[
+        "envoy/sidecars/shop/web.yaml"])
+    ingress = yaml.safe_load(render_edge(apps(), SETTINGS, {}, {}, SERVICE_DNS_MODEL)[
+        "envoy/ingress.yaml"])
+    for cluster in sidecar["static_resources"]["clusters"] + \
+            ingress["static_resources"]["clusters"]:
+        assert _resolvers(cluster) is None
+
+
+def test_control_plane_dns_without_coredns_is_refused():
+    with pytest.raises(SpecError) as err:
+        render_edge(apps(), SETTINGS, {}, None, MODEL)
+    assert err.value.var == "envoy_ingress_coredns"
+    assert "10.77.0.11" in str(err.value) and "kubeflat_dns_mode: service" in str(err.value)
+
+
+def test_ingress_drains_before_it_stops():
+    manifests = docs(edge()["specs/kubeflat-ingress/envoy-ingress.yaml"])
+    pod = by_kind(manifests, "DaemonSet")[0]["spec"]["template"]["spec"]
+    command = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[:2] == ["bash", "-c"]
+    assert "/dev/tcp/127.0.0.1/9901" in command[2] and "POST /healthcheck/fail" in command[2]
+    # Default checks: 5 s interval, 2 failures to eject, 1 s timeout -> 17 s of draining.
+    assert command[2].endswith("sleep 17")
+    assert pod["terminationGracePeriodSeconds"] == 30
+    slow = docs(render_edge(apps(), dict(SETTINGS, envoy={"health_check_interval": "10s"}),
+                            {}, {}, MODEL)["specs/kubeflat-ingress/envoy-ingress.yaml"])
+    slow_pod = by_kind(slow, "DaemonSet")[0]["spec"]["template"]["spec"]
+    assert slow_pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][2].endswith(
+        "sleep 32")
+    assert slow_pod["terminationGracePeriodSeconds"] == 42
