@@ -50,7 +50,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: One line per problem, C(variable=value: reason (hosts: ...)); empty when valid.
+  description: "One line per problem, C(variable=value: reason (hosts: ...)); empty when valid."
   type: list
   elements: str
 """
