@@ -114,6 +114,10 @@ def _abs_path(value, var):
     return None
 
 
+def _dns_name(value, var):
+    return name_problem(value)
+
+
 def _label(max_len):
     def check(value, var):
         return label_problem(value, max_len)
@@ -127,6 +131,7 @@ def _label(max_len):
 RULES = {
     # kubeflat: the model re-checks these with cross-field context; here they fail early.
     "kubeflat_cluster_name": _label(63),
+    "kubeflat_cluster_domain": _dns_name,
     "kubeflat_node_pod_prefix": ("int", 1, 30),
     "kubeflat_apiserver_port": PORT,
     "kubeflat_apiserver_lb_port": PORT,

@@ -98,6 +98,7 @@ def _out_of_range():
             cases.append((name, "not-a-choice", name, "not-a-choice"))
     bad_by_check = {"_cidr": "10.0.0.1/8", "_ipv4": "300.1.1.1", "_sans": "bad_name.example",
                     "_ifname": "a-name-longer-than-15", "_abs_path": "relative/dir",
+                    "_dns_name": "cluster.local.",
                     "check": "Not_A_Label", "_envoy": {"retries": 99}}
     for path, rule in sorted(RULES.items(), key=lambda kv: kv[0]):
         name = path.split(".")[0].split("[")[0]
