@@ -15,6 +15,19 @@ if _UTILS not in sys.path:
     sys.path.insert(0, _UTILS)
 
 import kubeflat_model  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.errors import AnsibleFilterError  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def kubeflat_cluster_model(settings, hosts):
+    """The validated cluster model (kubeflat_model.build_model), built in the controller process.
+
+    ``settings`` are the cluster-wide kubeflat_* inputs without the prefix, ``hosts`` the
+    output of ``kubeflat_host_inputs``. Bad input raises an error naming the variable and the
+    value, so the preflight stops before any host is touched."""
+    try:
+        return kubeflat_model.build_model(dict(settings), list(hosts))
+    except kubeflat_model.ModelError as exc:
+        raise AnsibleFilterError("kubeflat inventory is invalid: %s" % exc)
 
 
 def kubeflat_host_inputs(hostvars_list):
@@ -37,6 +50,7 @@ class FilterModule(object):
 
     def filters(self):
         return {
+            "kubeflat_cluster_model": kubeflat_cluster_model,
             "kubeflat_host_inputs": kubeflat_host_inputs,
             "kubeflat_peer_routes": kubeflat_peer_routes,
             "kubeflat_node": kubeflat_node,

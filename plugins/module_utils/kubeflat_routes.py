@@ -282,3 +282,76 @@ def rt_protos_file(proto=PROTO_NUMBER, name=PROTO_NAME):
     """Content of /etc/iproute2/rt_protos.d/kubeflat.conf."""
     return ("# Managed by kubeflat: routes it owns carry this protocol.\n%d\t%s\n"
             % (proto, name))
+
+
+# --------------------------------------------------------------------------- per-host route set
+PERSIST_PATH = "/etc/kubeflat/pod-routes.batch"
+RT_PROTOS_PATH = "/etc/iproute2/rt_protos.d/kubeflat.conf"
+UNIT_NAME = "kubeflat-pod-routes"
+
+
+def managed_host(model, host):
+    """Whether kubeflat owns pod routes on ``host``: every outside host, and every node in
+    static mode (flannel and Cilium program node routes themselves)."""
+    if host in [h["name"] for h in model.get("outside_hosts") or []]:
+        return True
+    return model.get("cni") == "static" and host in (model.get("node_names") or [])
+
+
+def host_route_set(model, host, source_routes=None):
+    """The complete kubeflat route set of ``host``, or None when kubeflat owns no routes there.
+
+    ``source_routes`` (default: the model's ``pod_routes``) are ``{dest, via, node}`` items,
+    e.g. discovered from a running cluster. A node never routes to its own pod CIDR (it is
+    connected on the CNI bridge)."""
+    if not managed_host(model, host):
+        return None
+    routes = model["pod_routes"] if source_routes is None else source_routes
+    return [dict(r) for r in routes if r.get("node") != host]
+
+
+def boot_unit(persist_path=PERSIST_PATH):
+    """The systemd oneshot unit that re-applies the route set from ``persist_path`` at boot.
+
+    Ordered after the interfaces are configured and before anything waiting for
+    network-online.target, so services that talk to pods find their routes. ``ip`` is found on
+    systemd's fixed search path (systemd >= 239), so one unit fits merged and split /usr."""
+    return "\n".join([
+        "# Managed by kubeflat. Re-applies the static routes to pod CIDRs that kubeflat owns",
+        "# (kernel route protocol %d, \"%s\") from %s at boot, without Ansible." % (
+            PROTO_NUMBER, PROTO_NAME, persist_path),
+        "[Unit]",
+        "Description=kubeflat pod routes (static routes to every node's pod CIDR)",
+        "Documentation=file://%s" % persist_path,
+        "DefaultDependencies=no",
+        "Wants=network.target",
+        "After=network.target networking.service systemd-networkd-wait-online.service "
+        "NetworkManager-wait-online.service",
+        "Before=network-online.target shutdown.target",
+        "Conflicts=shutdown.target",
+        "ConditionPathExists=%s" % persist_path,
+        "",
+        "[Service]",
+        "Type=oneshot",
+        "RemainAfterExit=yes",
+        "# -force applies every line and still exits non-zero if any route failed.",
+        "ExecStart=ip -force -batch %s" % persist_path,
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ])
+
+
+def route_items(model, host, source_routes=None, persist_path=PERSIST_PATH, unit_name=UNIT_NAME):
+    """Arguments of ``kubeflat_converge`` for the routes a host owns: the route set, its boot
+    unit file and the unit to enable. None when kubeflat owns no routes on ``host``."""
+    routes = host_route_set(model, host, source_routes)
+    if routes is None:
+        return None
+    unit = "%s.service" % unit_name
+    return {
+        "routes": {"routes": routes, "persist_path": persist_path},
+        "files": [{"path": "/etc/systemd/system/%s" % unit, "content": boot_unit(persist_path)}],
+        "units": [{"name": unit}],
+    }

@@ -1,0 +1,57 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeflat contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Thin Jinja filters for kubeflat's route set and the stage barrier (controller side)."""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+import sys
+
+__metaclass__ = type
+
+_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
+if _UTILS not in sys.path:
+    sys.path.insert(0, _UTILS)
+
+import kubeflat_routes  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def kubeflat_route_items(model, host, source_routes=None, persist_path=None, unit_name=None):
+    """kubeflat_converge arguments (routes, boot unit file, unit) for one host, or None when
+    kubeflat owns no routes there (see kubeflat_routes.route_items)."""
+    return kubeflat_routes.route_items(
+        model, host, source_routes,
+        persist_path=persist_path or kubeflat_routes.PERSIST_PATH,
+        unit_name=unit_name or kubeflat_routes.UNIT_NAME)
+
+
+def kubeflat_route_managed(model, host):
+    """Whether kubeflat owns pod routes on this host."""
+    return kubeflat_routes.managed_host(model, host)
+
+
+def kubeflat_refused(hostvars, play_hosts_all, play_hosts, register):
+    """Hosts of a stage's check that failed for a reason other than being unreachable, as
+    ``"host: message"`` lines. An unreachable host must not hold reachable hosts hostage; a
+    refusal (bad state or input on any host) stops the stage everywhere before any change."""
+    out = []
+    active = set(play_hosts)
+    for host in play_hosts_all:
+        if host in active:
+            continue
+        result = (hostvars[host] or {}).get(register) or {}
+        if result.get("failed") and not result.get("unreachable"):
+            out.append("%s: %s" % (host, result.get("msg") or "the check failed"))
+    return out
+
+
+class FilterModule(object):
+    """kubeflat route filters."""
+
+    def filters(self):
+        return {
+            "kubeflat_route_items": kubeflat_route_items,
+            "kubeflat_route_managed": kubeflat_route_managed,
+            "kubeflat_refused": kubeflat_refused,
+        }
