@@ -204,7 +204,7 @@ import pwd
 import tempfile
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kubeflat_converge import (
+from ansible.module_utils.kubeflat_items import (
     ConvergeError, change, check_require, file_diff, installed_packages, plan_file,
     plan_packages, plan_sysctl, plan_unit, report_lines, sysctl_path, validate_file,
     validate_packages, validate_require, validate_sysctl, validate_unit)

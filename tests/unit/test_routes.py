@@ -182,3 +182,49 @@ def test_lines_and_files_are_sorted_and_deterministic():
         "route replace 10.244.0.0/24 via 10.77.0.11 proto 201 table main  # node cp1",
         "route replace 10.244.1.0/24 via 10.77.0.21 proto 201 table main  # node w1"]
     assert rt_protos_file().splitlines()[-1] == "201\tkubeflat"
+
+
+# --------------------------------------------------------------------------- per-host route set
+from kubeflat_routes import boot_unit, host_route_set, managed_host, route_items  # noqa: E402
+
+MODEL = {
+    "cni": "static",
+    "node_names": ["cp1", "w1"],
+    "outside_hosts": [{"name": "db1", "address": "10.77.0.31"}],
+    "pod_routes": [{"dest": "10.244.0.0/24", "via": "10.77.0.11", "node": "cp1"},
+                   {"dest": "10.244.1.0/24", "via": "10.77.0.21", "node": "w1"}],
+}
+
+
+def test_route_set_per_host_kind():
+    assert host_route_set(MODEL, "db1") == MODEL["pod_routes"]
+    assert host_route_set(MODEL, "w1") == [MODEL["pod_routes"][0]]
+    assert host_route_set(MODEL, "stranger") is None
+    flannel = dict(MODEL, cni="flannel")
+    assert host_route_set(flannel, "w1") is None and not managed_host(flannel, "w1")
+    assert host_route_set(flannel, "db1") == MODEL["pod_routes"]
+
+
+def test_discovered_routes_replace_the_model():
+    found = [{"dest": "10.244.7.0/24", "via": "10.77.0.21", "node": "w1"}]
+    assert host_route_set(MODEL, "db1", found) == found
+    assert host_route_set(MODEL, "w1", found) == []
+
+
+def test_route_items_carry_the_boot_unit():
+    items = route_items(MODEL, "db1", persist_path="/etc/kubeflat/r.batch", unit_name="kf-routes")
+    assert items["routes"] == {"routes": MODEL["pod_routes"], "persist_path": "/etc/kubeflat/r.batch"}
+    assert items["units"] == [{"name": "kf-routes.service"}]
+    unit = items["files"][0]
+    assert unit["path"] == "/etc/systemd/system/kf-routes.service"
+    assert "ExecStart=ip -force -batch /etc/kubeflat/r.batch" in unit["content"]
+    assert "ConditionPathExists=/etc/kubeflat/r.batch" in unit["content"]
+    assert "DefaultDependencies=no" in unit["content"] and "Before=network-online.target" in unit["content"]
+    assert route_items(dict(MODEL, cni="cilium"), "w1") is None
+
+
+def test_boot_unit_is_a_complete_unit():
+    text = boot_unit()
+    for section in ("[Unit]", "[Service]", "[Install]"):
+        assert section in text
+    assert text.endswith("\n")
