@@ -15,12 +15,23 @@ short_description: Render kubeflat app specs and Envoy configs as files, validat
 description:
   - Builds Kubernetes manifests and Envoy bootstraps as data (plugins/module_utils/kubeflat_specs.py
     and kubeflat_envoy.py) for the whole catalog in one call and writes them under O(dest).
+  - Runs as an action plugin in the controller process (no module is shipped to a host, no
+    Python is started); O(dest) is a path on the controller and the task must run with
+    C(delegate_to=localhost) (a local connection), as the kubeflat roles do.
   - Output is deterministic; only files whose content differs are written, so a re-run with the
     same inputs reports C(changed=false). Files this module wrote earlier for the same O(part)
     that are no longer rendered (an app was removed) are deleted.
-  - New or changed files are validated B(before anything is written) with the real checkers when
+  - Every rendered file is validated B(before anything is written) with the real checkers when
     their paths are given (C(kubernetes-validate --strict) for manifests, C(envoy --mode validate)
-    for Envoy configs); a failure reports the checker's message and leaves O(dest) untouched.
+    for Envoy configs), unless those exact bytes already passed the same checker (same version,
+    same flags) and are on disk unchanged; that is kept in a validation record
+    C(.kubeflat-<part>.validated.json) beside the rendered files (path -> sha256 per checker). A
+    new, changed, edited-on-disk or unrecorded file is always validated again. A failure reports
+    the checker's message and leaves O(dest) untouched.
+  - When O(kubernetes_validate) is the console script of the controller's own Python, its package
+    is used in-process (the same schemas, loader and validator as its CLI); a document with no
+    schema is refused (the CLI would only warn). Otherwise the CLI runs, one batch per CPU.
+    Identical Envoy configs are validated once; Envoy runs one process per CPU at a time.
   - Supports check mode (validates, writes nothing) and diff mode (one diff per file).
 options:
   dest:
@@ -111,182 +122,19 @@ envoy_configs:
   type: list
   elements: str
 validated:
-  description: How many changed files each checker validated.
+  description: How many files each checker validated in this run (new, changed, edited on disk,
+    or not recorded as passed by this checker); C(0) for a checker that is not configured.
   returned: always
   type: dict
   sample: {manifests: 3, envoy: 2}
+validated_before:
+  description: How many files were not validated again because the validation record shows that
+    these exact bytes passed the same checker before (and they are unchanged on disk).
+  returned: always
+  type: dict
+  sample: {manifests: 1010, envoy: 999}
 """
 
-import json
-import os
-import shutil
-import tempfile
-from concurrent.futures import ThreadPoolExecutor
-
-from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kubeflat_specs import (
-    EnvoyError, SpecError, manifest_order, render_apps, render_edge)
-
-
-def _read(path):
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            return handle.read()
-    except (IOError, OSError):
-        return None
-
-
-def _write(path, text):
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kubeflat-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(tmp, 0o644)
-    os.rename(tmp, path)
-
-
-def _check_binary(module, path, what, var):
-    if not path:
-        return
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        module.fail_json(msg="%s not found at %s: run `make setup` (it is installed in the "
-                             "project .venv) or set %s: false to skip this validation"
-                             % (what, path, var))
-
-
-def _validate(module, changed, files):
-    """Run the real checkers on the changed files (copies in a temp dir); fail on error."""
-    params = module.params
-    manifests = [p for p in changed if p.startswith("specs/")]
-    configs = [p for p in changed if p.startswith("envoy/")]
-    done = {"manifests": 0, "envoy": 0}
-    if not (manifests and params["kubernetes_validate"]) and \
-            not (configs and params["envoy"]):
-        return done
-    tmp = tempfile.mkdtemp(prefix="kubeflat-validate-")
-    try:
-        for rel in changed:
-            target = os.path.join(tmp, rel)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "w", encoding="utf-8") as handle:
-                handle.write(files[rel])
-        workers = max(1, min(8, os.cpu_count() or 1))
-        if manifests and params["kubernetes_validate"]:
-            _check_binary(module, params["kubernetes_validate"], "kubernetes-validate",
-                          "app_specs_validate_manifests")
-            # jsonschema validation is CPU-bound (~20 ms per document): one process per CPU.
-            chunks = [manifests[i::workers] for i in range(workers) if manifests[i::workers]]
-
-            def check_manifests(chunk):
-                return module.run_command(
-                    [params["kubernetes_validate"], "-k", params["kube_version"], "--strict",
-                     "--quiet"] + chunk, cwd=tmp)
-
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for rc, out, err in pool.map(check_manifests, chunks):
-                    if rc != 0:
-                        module.fail_json(msg="kubernetes-validate --strict refused the rendered "
-                                             "manifests; nothing was written:\n%s"
-                                             % (out + err).strip(), rc=rc)
-            done["manifests"] = len(manifests)
-        if configs and params["envoy"]:
-            _check_binary(module, params["envoy"], "envoy", "app_specs_validate_envoy")
-
-            def check(rel):
-                return rel, module.run_command(
-                    [params["envoy"], "--mode", "validate", "--disable-hot-restart",
-                     "--log-level", "error", "--config-path", rel], cwd=tmp)
-
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                for rel, (rc, out, err) in pool.map(check, configs):
-                    if rc != 0:
-                        module.fail_json(msg="envoy --mode validate refused %s; nothing was "
-                                             "written:\n%s" % (rel, (out + err).strip()), rc=rc)
-            done["envoy"] = len(configs)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return done
-
-
-def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            dest=dict(type="path", required=True),
-            part=dict(type="str", choices=["apps", "edge"], default="apps"),
-            apps=dict(type="list", elements="dict", default=[]),
-            settings=dict(type="dict", default={}),
-            ingress=dict(type="dict", default={}),
-            coredns=dict(type="dict"),
-            model=dict(type="dict", required=True),
-            kubernetes_validate=dict(type="str", default=""),
-            kube_version=dict(type="str", default="1.37.0"),
-            envoy=dict(type="str", default=""),
-        ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    dest = params["dest"]
-    try:
-        if params["part"] == "apps":
-            files = render_apps(params["apps"], params["settings"], params["model"])
-        else:
-            files = render_edge(params["apps"], params["settings"], params["ingress"],
-                                params["coredns"], params["model"])
-    except (SpecError, EnvoyError) as exc:
-        module.fail_json(msg="kubeflat app specs are invalid: %s" % exc, variable=exc.var,
-                         value=str(exc.value))
-
-    index_path = os.path.join(dest, ".kubeflat-%s.json" % params["part"])
-    previous = []
-    index_text = _read(index_path)
-    if index_text:
-        try:
-            previous = [p for p in json.loads(index_text) if isinstance(p, str)]
-        except ValueError:
-            previous = []
-    changed = []
-    diffs = []
-    for rel in sorted(files):
-        before = _read(os.path.join(dest, rel))
-        if before != files[rel]:
-            changed.append(rel)
-            diffs.append({"before_header": rel, "after_header": rel,
-                          "before": before or "", "after": files[rel]})
-    removed = []
-    for rel in sorted(set(previous) - set(files)):
-        path = os.path.join(dest, rel)
-        # Only plain files inside dest that an earlier run of this part wrote.
-        if os.path.normpath(rel) == rel and not rel.startswith("..") and os.path.isfile(path):
-            removed.append(rel)
-            diffs.append({"before_header": rel, "after_header": "(removed)",
-                          "before": _read(path) or "", "after": ""})
-
-    validated = _validate(module, changed, files)
-    new_index = json.dumps(sorted(files), indent=1) + "\n"
-    if not module.check_mode:
-        for rel in changed:
-            _write(os.path.join(dest, rel), files[rel])
-        for rel in removed:
-            os.unlink(os.path.join(dest, rel))
-        if index_text != new_index:
-            _write(index_path, new_index)
-
-    manifests = manifest_order([r for r in files if r.startswith("specs/")])
-    result = dict(
-        changed=bool(changed or removed),
-        files=sorted(files),
-        changed_files=changed,
-        removed_files=removed,
-        manifests=[os.path.join(dest, r) for r in manifests],
-        envoy_configs=[os.path.join(dest, r) for r in sorted(files) if r.startswith("envoy/")],
-        validated=validated,
-    )
-    if module._diff and diffs:
-        result["diff"] = diffs
-    module.exit_json(**result)
-
-
-if __name__ == "__main__":
-    main()
+# The code is the action plugin plugins/action/kubeflat_render_specs.py: it renders, validates
+# and writes in the controller process (as ansible.builtin.template does), so no module is
+# shipped and no Python is started for it. This file documents it.

@@ -176,7 +176,8 @@ def test_tags_run_alone_and_removed_apps_are_pruned():
         edge = run(directory, tags="envoy")
         assert edge.rc == 0, edge.text[-4000:]
         assert sorted(snapshot(directory)) == [
-            ".kubeflat-edge.json", "envoy/ingress.yaml", "envoy/outside-balancer.yaml",
+            ".kubeflat-edge.json", ".kubeflat-edge.validated.json", "envoy/ingress.yaml",
+            "envoy/outside-balancer.yaml",
             "specs/kube-system/coredns.yaml", "specs/kubeflat-ingress/envoy-ingress.yaml"]
         deploy = run(directory, tags="deploy")
         assert deploy.rc == 0, deploy.text[-4000:]

@@ -1,0 +1,283 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeflat contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin of kubeflat_render_specs: render, validate and write on the controller.
+
+The documentation (options, return values) is plugins/modules/kubeflat_render_specs.py.
+Everything runs in this controller process: no module is shipped, no Python is started per
+call. The logic lives in plugins/module_utils (kubeflat_specs / kubeflat_envoy build the files,
+kubeflat_checkers runs the real checkers and keeps the validation record); this file gathers
+the inputs, decides what to validate and write, and reports.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+import json
+import os
+import sys
+import tempfile
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.module_utils.common.json import Direction, get_module_encoder
+from ansible.plugins.action import ActionBase
+
+__metaclass__ = type
+
+_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
+if _UTILS not in sys.path:
+    sys.path.insert(0, _UTILS)
+
+# pylint: disable=wrong-import-position
+import kubeflat_checkers as checkers  # noqa: E402
+from kubeflat_specs import (  # noqa: E402
+    EnvoyError, SpecError, manifest_order, render_apps, render_edge)
+
+ARGUMENT_SPEC = dict(
+    dest=dict(type="path", required=True),
+    part=dict(type="str", choices=["apps", "edge"], default="apps"),
+    apps=dict(type="list", elements="dict", default=[]),
+    settings=dict(type="dict", default={}),
+    ingress=dict(type="dict", default={}),
+    coredns=dict(type="dict"),
+    model=dict(type="dict", required=True),
+    kubernetes_validate=dict(type="str", default=""),
+    kube_version=dict(type="str", default="1.37.0"),
+    envoy=dict(type="str", default=""),
+)
+KINDS = (("manifests", "specs/"), ("envoy", "envoy/"))
+
+
+class _Fail(Exception):
+    def __init__(self, msg, **extra):
+        super(_Fail, self).__init__(msg)
+        self.result = dict(extra, failed=True, msg=msg)
+
+
+def _read(path):
+    try:
+        with open(path, "r", encoding="utf-8") as handle:
+            return handle.read()
+    except (IOError, OSError, UnicodeDecodeError):
+        return None
+
+
+def _write(path, text):
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kubeflat-")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, path)
+
+
+def _check_binary(path, what, var):
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        raise _Fail("%s not found at %s: run `make setup` (it is installed in the project .venv) "
+                    "or set %s: false to skip this validation" % (what, path, var))
+
+
+def _plain(args):
+    """The task args as plain JSON data, exactly as a module would have received them."""
+    encoder = get_module_encoder("legacy", Direction.CONTROLLER_TO_MODULE)
+    return json.loads(json.dumps(args, cls=encoder))
+
+
+def _render(params):
+    try:
+        if params["part"] == "apps":
+            return render_apps(params["apps"], params["settings"], params["model"])
+        return render_edge(params["apps"], params["settings"], params["ingress"],
+                           params["coredns"], params["model"])
+    except (SpecError, EnvoyError) as exc:
+        raise _Fail("kubeflat app specs are invalid: %s" % exc, variable=exc.var,
+                    value=str(exc.value))
+
+
+class _Checkers:
+    """The configured checkers of one call: their keys, and validation of a set of files."""
+
+    def __init__(self, params):
+        self.kube = params["kubernetes_validate"]
+        self.kube_version = params["kube_version"]
+        self.envoy = params["envoy"]
+        self.in_process = False
+        self.envoy_binary = None
+        self._validator = None
+        self.keys = {"manifests": None, "envoy": None}
+        if self.kube:
+            _check_binary(self.kube, "kubernetes-validate", "app_specs_validate_manifests")
+            self.in_process = checkers.same_python_script(self.kube, "kubernetes_validate.__main__")
+            self.keys["manifests"] = checkers.kube_key(self.kube_version) if self.in_process \
+                else checkers.kube_cli_key(self.kube, self.kube_version)
+        if self.envoy:
+            _check_binary(self.envoy, "envoy", "app_specs_validate_envoy")
+            self.envoy_binary = checkers.envoy_binary(self.envoy)
+            self.keys["envoy"] = checkers.envoy_key(self.envoy_binary)
+
+    def _kube_validator(self):
+        if self._validator is None:
+            try:
+                self._validator = checkers.KubeValidator(self.kube_version, strict=True)
+            except checkers.CheckerError as exc:
+                raise _Fail(str(exc))
+        return self._validator
+
+    def validate(self, manifests, configs):
+        """Validate ``{rel: text}`` of each kind; raise _Fail naming what was refused."""
+        tmp = tempfile.mkdtemp(prefix="kubeflat-validate-")
+        try:
+            with ThreadPoolExecutor(max_workers=checkers.workers()) as pool:
+                started = checkers.start_envoy_checks(self.envoy_binary, configs, pool, tmp) \
+                    if configs else []
+                # Meanwhile, this thread checks the manifests (Envoy runs in its own processes).
+                if not manifests:
+                    errors = []
+                elif self.in_process:
+                    validator = self._kube_validator()
+                    errors = [e for rel in sorted(manifests)
+                              for e in validator.check(rel, manifests[rel])]
+                else:
+                    errors = checkers.check_manifests_cli(self.kube, self.kube_version, manifests)
+                refused = checkers.envoy_errors(started)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if errors:
+            raise _Fail("kubernetes-validate --strict refused the rendered manifests; nothing "
+                        "was written:\n%s" % "\n".join(errors), rc=1)
+        if refused:
+            raise _Fail("\n".join("envoy --mode validate refused %s; nothing was written:\n%s"
+                                  % (", ".join(rels), output) for rels, output in refused), rc=1)
+
+
+class ActionModule(ActionBase):
+    """Render a part of the catalog, validate what is not known good, write what changed."""
+
+    TRANSFERS_FILES = False
+    _supports_check_mode = True
+    _supports_async = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        try:
+            result.update(self._run())
+        except _Fail as exc:
+            result.update(exc.result)
+        return result
+
+    def _run(self):
+        if self._connection.transport != "local":
+            raise _Fail("kubeflat_render_specs renders on the controller: run it with "
+                        "delegate_to: localhost (the connection here is %s)"
+                        % self._connection.transport)
+        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(_plain(self._task.args))
+        if validation.error_messages:
+            raise _Fail("kubeflat_render_specs: %s" % "; ".join(validation.error_messages))
+        params = validation.validated_parameters
+        dest, part = params["dest"], params["part"]
+        tools = _Checkers(params)
+        index_path = os.path.join(dest, ".kubeflat-%s.json" % part)
+        record_path = os.path.join(dest, checkers.record_name(part))
+        index_text = _read(index_path)
+        record_text = _read(record_path)
+        record = checkers.load_record(record_text)
+        key = checkers.inputs_key(checkers.code_key(_UTILS), {
+            k: params[k] for k in ("part", "apps", "settings", "ingress", "coredns", "model")})
+
+        memo_key, memo_files = checkers.load_render_memo(record_text)
+        if memo_key == key and self._unchanged(dest, memo_files, record, tools, index_text):
+            # Same inputs and code as the last render, every file on disk is the rendered and
+            # validated bytes: rendering again would change nothing and validate nothing.
+            return _result(dest, sorted(memo_files), [], [],
+                           {kind: 0 for kind, _ in KINDS},
+                           {kind: len([r for r in memo_files if r.startswith(prefix)])
+                            if tools.keys[kind] else 0 for kind, prefix in KINDS})
+
+        files = _render(params)
+        previous = []
+        if index_text:
+            try:
+                previous = [p for p in json.loads(index_text) if isinstance(p, str)]
+            except ValueError:
+                previous = []
+
+        changed, diffs = [], []
+        to_check = {"manifests": {}, "envoy": {}}
+        passed = {"manifests": {}, "envoy": {}}
+        digests = {}
+        for rel in sorted(files):
+            text = files[rel]
+            before = _read(os.path.join(dest, rel))
+            if before != text:
+                changed.append(rel)
+                diffs.append({"before_header": rel, "after_header": rel,
+                              "before": before or "", "after": text})
+            digests[rel] = sha = checkers.digest(text)
+            for kind, prefix in KINDS:
+                if rel.startswith(prefix) and tools.keys[kind]:
+                    passed[kind][rel] = sha
+                    if before != text or not checkers.trusted(record, kind, tools.keys[kind],
+                                                              rel, sha):
+                        to_check[kind][rel] = text
+        removed = []
+        for rel in sorted(set(previous) - set(files)):
+            path = os.path.join(dest, rel)
+            # Only plain files inside dest that an earlier run of this part wrote.
+            if os.path.normpath(rel) == rel and not rel.startswith("..") and os.path.isfile(path):
+                removed.append(rel)
+                diffs.append({"before_header": rel, "after_header": "(removed)",
+                              "before": _read(path) or "", "after": ""})
+
+        if to_check["manifests"] or to_check["envoy"]:
+            tools.validate(to_check["manifests"], to_check["envoy"])
+        new_index = json.dumps(sorted(files), indent=1) + "\n"
+        new_record = checkers.dump_record(
+            {kind: (tools.keys[kind], passed[kind]) for kind, _ in KINDS}, key, digests)
+        if not self._task.check_mode:
+            for rel in changed:
+                _write(os.path.join(dest, rel), files[rel])
+            for rel in removed:
+                os.unlink(os.path.join(dest, rel))
+            if index_text != new_index:
+                _write(index_path, new_index)
+            # Last: a crash before this line leaves files that the next run validates again.
+            if record_text != new_record:
+                _write(record_path, new_record)
+
+        out = _result(dest, sorted(files), changed, removed,
+                      {kind: len(to_check[kind]) for kind, _ in KINDS},
+                      {kind: len(passed[kind]) - len(to_check[kind]) for kind, _ in KINDS})
+        if self._task.diff and diffs:
+            out["diff"] = diffs
+        return out
+
+    @staticmethod
+    def _unchanged(dest, memo_files, record, tools, index_text):
+        """The memo's files are all on disk unchanged, listed in the index, and passed the
+        checkers configured now (same keys)."""
+        if index_text != json.dumps(sorted(memo_files), indent=1) + "\n":
+            return False
+        for rel, sha in memo_files.items():
+            for kind, prefix in KINDS:
+                if rel.startswith(prefix) and tools.keys[kind] and \
+                        not checkers.trusted(record, kind, tools.keys[kind], rel, sha):
+                    return False
+        return checkers.unchanged_on_disk(dest, memo_files)
+
+
+def _result(dest, files, changed, removed, validated, before):
+    manifests = manifest_order([r for r in files if r.startswith("specs/")])
+    return dict(
+        changed=bool(changed or removed),
+        files=files,
+        changed_files=changed,
+        removed_files=removed,
+        manifests=[os.path.join(dest, r) for r in manifests],
+        envoy_configs=[os.path.join(dest, r) for r in files if r.startswith("envoy/")],
+        validated=validated,
+        validated_before=before,
+    )
