@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -292,6 +293,45 @@ def test_refusals_and_bad_inventory_change_nothing_on_any_host(lab, converged, t
     finally:
         sh(lab, "lb1", "ip addr del 10.244.9.5/24 dev eth0", check=False)
         sh(lab, "db1", "ip route del 10.244.1.0/24 via 10.78.0.22 proto boot", check=False)
+
+
+def _move_w1(children):
+    """w1 gets another pod CIDR; the others are pinned to theirs (allocation would shift w2)."""
+    k8s = children["k8s_cluster"]["children"]
+    k8s["kube_control_plane"]["hosts"]["cp1"]["kubeflat_node_pod_cidr"] = "10.244.0.0/24"
+    k8s["kube_node"]["hosts"]["w1"]["kubeflat_node_pod_cidr"] = "10.244.7.0/24"
+    k8s["kube_node"]["hosts"]["w2"]["kubeflat_node_pod_cidr"] = "10.244.2.0/24"
+
+
+def test_a_dead_node_does_not_hold_the_reachable_hosts_hostage(lab, converged, tmp_path,
+                                                               restore_routes):
+    """w2's link goes down (a real dead node). A --tags routes run that moves w1's pod CIDR
+    converges every reachable host, keeps their routes towards w2 (still in the inventory),
+    reports w2 unreachable and ends failed, so nobody takes it for a clean run."""
+    w2 = lab.nodes["w2"]
+    lab._close_ssh({str(w2.addr)})
+    subprocess.run(["ip", "-n", lab.ctl_netns, "link", "set", w2.veth, "down"], check=True)
+    try:
+        runner = run(lab, tags="routes", inventory=str(inventory_copy(tmp_path, _move_w1)))
+        assert runner.rc != 0
+        summary = host_summary(runner)
+        assert summary["w2"]["dark"] >= 1, summary
+        assert all(summary[h]["failures"] == 0 and summary[h]["dark"] == 0
+                   for h in ("cp1", "w1", "db1", "lb1")), summary
+        for host in OUTSIDE:
+            assert kubeflat_routes(lab, host) == {"10.244.0.0/24": "10.78.0.11",
+                                                  "10.244.7.0/24": "10.78.0.21",
+                                                  "10.244.2.0/24": "10.78.0.22"}, host
+            assert "10.244.7.0/24 via 10.78.0.21" in sh(lab, host, f"cat {BATCH}")
+        assert kubeflat_routes(lab, "cp1") == {"10.244.7.0/24": "10.78.0.21",
+                                               "10.244.2.0/24": "10.78.0.22"}
+        text = output(runner)
+        assert "w2" in text and "UNREACHABLE" in text
+    finally:
+        subprocess.run(["ip", "-n", lab.ctl_netns, "link", "set", w2.veth, "up"], check=True)
+    # Back to the inventory as it is: w1's old pod CIDR returns everywhere, w2 included.
+    assert_run_ok(run(lab, tags="routes"))
+    assert routes_converged(lab)
 
 
 def test_routes_come_back_after_reboot_without_ansible(lab, converged):
