@@ -180,6 +180,8 @@ def validate_unit(item):
 def plan_unit(item, enabled_now):
     if item["enabled"] and not enabled_now:
         return [change("unit", item["name"], "enable")]
+    if not item["enabled"] and enabled_now:
+        return [change("unit", item["name"], "disable")]
     return []
 
 
@@ -204,7 +206,7 @@ def report_lines(host, changes, check_mode):
     verb = "would " if check_mode else ""
     words = {"create": "create", "update": "update", "remove": "remove", "mode": "chmod",
              "owner": "chown", "set": "set", "install": "install", "enable": "enable",
-             "add": "add", "replace": "replace", "delete": "delete", "reload": "reload"}
+             "disable": "disable", "add": "add", "replace": "replace", "delete": "delete"}
     out = []
     for item in changes:
         detail = " (%s)" % item["detail"] if item.get("detail") else ""

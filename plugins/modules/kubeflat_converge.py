@@ -127,6 +127,12 @@ options:
         description: Where protocol 201 is named C(kubeflat).
         type: path
         default: /etc/iproute2/rt_protos.d/kubeflat.conf
+      persist:
+        description:
+          - Write I(persist_path) and I(rt_protos_path). C(false) leaves both to the I(files)
+            items, e.g. to remove them (state absent) together with every route (remove-node).
+        type: bool
+        default: true
   units:
     description: systemd units to enable (their unit files are given as I(files)).
     type: list
@@ -138,7 +144,7 @@ options:
         type: str
         required: true
       enabled:
-        description: Enable the unit.
+        description: C(true) enables the unit; C(false) disables and stops it (before its unit file is removed).
         type: bool
         default: true
 author: kubeflat contributors
@@ -294,9 +300,10 @@ def plan_all(module, params, host):
         plan.desired_routes = rp["add"] + rp["replace"] + rp["keep"]
         plan.routes_before = owned_lines(table)
         # The protocol name first, so `ip route` shows "proto kubeflat" from then on.
-        files = [validate_file({"path": routes["rt_protos_path"], "content": rt_protos_file()}),
-                 validate_file({"path": routes["persist_path"],
-                                "content": batch_file(plan.desired_routes)})] + files
+        if routes["persist"]:
+            files = [validate_file({"path": routes["rt_protos_path"], "content": rt_protos_file()}),
+                     validate_file({"path": routes["persist_path"],
+                                    "content": batch_file(plan.desired_routes)})] + files
         plan.route_commands = ([route_argv(plan.ip, "delete", r) for r in rp["delete"]]
                                + [route_argv(plan.ip, "replace", r) for r in rp["replace"]]
                                + [route_argv(plan.ip, "add", r) for r in rp["add"]])
@@ -360,7 +367,8 @@ def plan_all(module, params, host):
             plan.changes.extend(found)
             plan.units.append(item)
             plan.diff.append({"before_header": "unit %s" % item["name"], "after_header": "unit %s" % item["name"],
-                              "before": "disabled\n", "after": "enabled\n"})
+                              "before": "enabled\n" if enabled else "disabled\n",
+                              "after": "enabled\n" if item["enabled"] else "disabled\n"})
 
     for raw in params["require"]:
         item = validate_require(raw)
@@ -383,6 +391,12 @@ def apply(plan, params, warnings):
         for raw in params["require"]:
             item = validate_require(raw)
             check_require(item, os.path.exists(item["path"]), os.access(item["path"], os.X_OK), host)
+    systemctl = None
+    if plan.units or any(i["path"].startswith(SYSTEMD_DIR) for i, _ in plan.files):
+        systemctl = module.get_bin_path("systemctl", required=True)
+    for item in plan.units:
+        if not item["enabled"]:        # before its unit file may be removed below
+            module.run_command([systemctl, "disable", "--now", item["name"]], check_rc=True)
     units_reload = False
     for item, ids in plan.files:
         if item["state"] == "absent":
@@ -408,13 +422,11 @@ def apply(plan, params, warnings):
         if rc != 0:
             module.fail_json(msg="%s: '%s' failed: %s" % (host, " ".join(argv), err.strip()),
                              plan=plan.route_plan)
-    systemctl = None
-    if units_reload or plan.units:
-        systemctl = module.get_bin_path("systemctl", required=True)
     if units_reload:
         module.run_command([systemctl, "daemon-reload"], check_rc=True)
     for item in plan.units:
-        module.run_command([systemctl, "enable", item["name"]], check_rc=True)
+        if item["enabled"]:
+            module.run_command([systemctl, "enable", item["name"]], check_rc=True)
 
 
 def main():
@@ -429,6 +441,7 @@ def main():
                 routes=dict(type="list", elements="dict", required=True),
                 persist_path=dict(type="path", default="/etc/kubeflat/pod-routes.batch"),
                 rt_protos_path=dict(type="path", default="/etc/iproute2/rt_protos.d/kubeflat.conf"),
+                persist=dict(type="bool", default=True),
             )),
             units=dict(type="list", elements="dict", default=[]),
         ),

@@ -189,3 +189,11 @@ def test_report_lines_name_host_item_and_mode():
         "w2: add route 10.244.1.0/24 via 10.77.0.21 (node w1)"]
     assert report_lines("w2", changes[:1], check_mode=True) == [
         "w2: would update file /etc/a (content)"]
+
+
+def test_a_unit_to_disable_is_planned_only_when_enabled():
+    u = validate_unit({"name": "kubeflat-pod-routes.service", "enabled": False})
+    assert plan_unit(u, enabled_now=False) == []
+    assert plan_unit(u, enabled_now=True)[0]["action"] == "disable"
+    assert report_lines("w1", plan_unit(u, True), check_mode=True) == [
+        "w1: would disable unit kubeflat-pod-routes.service"]
