@@ -1,33 +1,48 @@
 #!/usr/bin/env python3
-"""Benchmark (not a test): render and validate 1,000 apps; compare with a naive template loop.
+"""Benchmark (not a test): render and validate 1,000 apps, cold and warm; a naive loop beside.
 
-Run: .venv/bin/python tests/bench/bench_specs.py [--apps 1000] [--naive-apps 25]
+Run: .venv/bin/python tests/bench/bench_specs.py [--apps 1000] [--rounds 3] [--naive-apps 25]
 
-Prints, per app:
-  1. pure rendering (kubeflat_specs.render_apps + render_edge, in-process);
-  2. the real role path: `ansible-playbook playbooks/render.yml` with the generated catalog,
-     i.e. one kubeflat_render_specs call per part that renders, validates every new file with
-     kubernetes-validate --strict and envoy --mode validate, and writes it (cold run);
-  3. the same playbook again (warm run: nothing changed, nothing validated, changed=0);
-  4. a naive loop: one ansible.builtin.template task iteration per file (an indented-Jinja
-     manifest and an Envoy config per app), rendering only, NO validation. It is measured on
-     --naive-apps apps and extrapolated linearly to --apps (the loop is linear in files: each
-     iteration is a separate template action with its own checksum/copy round trip).
-Nothing here connects to any host: everything is delegated to localhost.
+Each round (--rounds, default 3), one after the other:
+  1. pure rendering (kubeflat_specs.render_apps + render_edge, in-process, no checker);
+  2. the real role path, cold: `ansible-playbook playbooks/render.yml` with the generated
+     catalog into an EMPTY render dir (no validation record), i.e. one kubeflat_render_specs
+     call per part that renders, validates every file (kubernetes-validate --strict,
+     envoy --mode validate) and writes it; then checks that every rendered file is recorded as
+     validated by the configured checkers (the run must not have skipped any);
+  3. the same playbook again, warm (nothing changed: changed=0 on every host);
+  4. the action plugin alone, in this process, without Ansible around it (the same code the
+     task runs, apps part then edge part): cold into another empty dir, then warm; it reports
+     how many files each checker validated, which the row asserts (all cold, none warm).
+It prints min / median / max seconds and the median in ms per app for each, cold and warm
+side by side, the load average before and after, and the task times Ansible reports for the
+render tasks (profile_tasks) in the median warm run.
+
+Once, at the end (--naive-apps 0 skips it): a naive loop, one ansible.builtin.template task
+iteration per file (an indented-Jinja manifest and an Envoy config per app), rendering only,
+NO validation, measured on --naive-apps apps and extrapolated linearly to --apps (the loop is
+linear in files: each iteration is a separate template action with its own checksum/copy round
+trip). Nothing here connects to any host: everything is delegated to localhost.
 """
 import argparse
 import json
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import types
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, ".venv", "bin")
 sys.path.insert(0, os.path.join(ROOT, "plugins", "module_utils"))
+sys.path.insert(0, os.path.join(ROOT, "plugins", "action"))
 
+import kubeflat_checkers  # noqa: E402
+import kubeflat_render_specs  # noqa: E402  (the action plugin)
 from kubeflat_model import build_model  # noqa: E402
 from kubeflat_specs import render_apps, render_edge  # noqa: E402
 
@@ -153,12 +168,95 @@ def timed(argv, what):
     return elapsed, result.stdout
 
 
+RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", re.M)
+TASK_TIME = re.compile(r"^(.*Render[^\n]*?) -+ ([0-9.]+)s$", re.M)
+
+
+def all_recorded(render_dir):
+    """Every rendered file of both parts is in the validation record under a checker."""
+    missing = []
+    for part in ("apps", "edge"):
+        with open(os.path.join(render_dir, ".kubeflat-%s.json" % part)) as fh:
+            files = json.load(fh)
+        with open(os.path.join(render_dir, kubeflat_checkers.record_name(part))) as fh:
+            checks = json.load(fh)["checks"]
+        for rel in files:
+            kind = "manifests" if rel.startswith("specs/") else "envoy"
+            if rel not in checks.get(kind, {}).get("files", {}):
+                missing.append(rel)
+    return missing
+
+
+def action_run(dest, part, apps, model):
+    """The action plugin's own work for one part, in this process (no Ansible task around it):
+    the options the roles pass (role defaults for the rest), the real checkers."""
+    args = {"dest": dest, "part": part, "apps": apps, "settings": {}, "model": model,
+            "kubernetes_validate": os.path.join(BIN, "kubernetes-validate"),
+            "envoy": os.path.join(BIN, "envoy"), "kube_version": "1.37.0"}
+    if part == "edge":
+        args["coredns"] = {}
+    plugin = kubeflat_render_specs.ActionModule.__new__(kubeflat_render_specs.ActionModule)
+    plugin._task = types.SimpleNamespace(args=args, check_mode=False, diff=False)
+    plugin._connection = types.SimpleNamespace(transport="local")
+    try:
+        return plugin._run()
+    except kubeflat_render_specs._Fail as exc:  # pylint: disable=protected-access
+        sys.exit("action plugin failed: %s" % exc.result["msg"][:3000])
+
+
+def action_both(dest, apps, model):
+    start = time.perf_counter()
+    validated = {"manifests": 0, "envoy": 0}
+    files = 0
+    for part in ("apps", "edge"):
+        result = action_run(dest, part, apps, model)
+        files += len(result["files"])
+        for kind in validated:
+            validated[kind] += result["validated"][kind]
+    return time.perf_counter() - start, validated, files
+
+
+def stats(values, n):
+    med = statistics.median(values)
+    return "%8.2f %8.2f %8.2f %9.2f" % (min(values), med, max(values), med * 1000.0 / n)
+
+
+def naive_loop(work, apps, n):
+    naive_apps = apps
+    tpl_dir = os.path.join(work, "tpl")
+    os.makedirs(tpl_dir)
+    for name, text in (("app.yaml.j2", NAIVE_TEMPLATE), ("envoy.yaml.j2", NAIVE_ENVOY),
+                       ("naive.yml", NAIVE_PLAY)):
+        with open(os.path.join(tpl_dir, name), "w") as fh:
+            fh.write(text)
+    naive_vars = os.path.join(work, "naive.json")
+    out_dir = os.path.join(work, "naive")
+    os.makedirs(out_dir)
+    with open(naive_vars, "w") as fh:
+        json.dump({"apps": naive_apps, "tpl_dir": tpl_dir, "out_dir": out_dir}, fh)
+    base = [os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local",
+            os.path.join(tpl_dir, "naive.yml"), "-e", "ansible_python_interpreter=" + sys.executable]
+    naive, _ = timed(base + ["-e", "@" + naive_vars], "naive loop")
+    # An empty play's fixed cost, subtracted so only the per-file work is extrapolated.
+    with open(os.path.join(tpl_dir, "empty.json"), "w") as fh:
+        json.dump({"apps": [], "tpl_dir": tpl_dir, "out_dir": out_dir}, fh)
+    fixed, _ = timed(base + ["-e", "@" + os.path.join(tpl_dir, "empty.json")],
+                     "naive loop (empty)")
+    per_app = max(naive - fixed, 0.0) / len(naive_apps)
+    print("naive template loop, rendering only, no validation: %.2f s for %d apps (%d files), "
+          "of which %.2f s fixed playbook cost; extrapolated linearly to %d apps: %.1f s = "
+          "%.0f ms per app" % (naive, len(naive_apps), 2 * len(naive_apps), fixed, n,
+                               fixed + per_app * n, (fixed + per_app * n) * 1000.0 / n))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--apps", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--naive-apps", type=int, default=25)
     args = parser.parse_args()
-    apps = catalog(args.apps)
+    n = args.apps
+    apps = catalog(n)
     model = build_model({"cluster_name": "bench", "distribution": "none",
                          "host_networks": ["10.77.0.0/24"]},
                         [{"name": "cp1", "address": "10.77.0.11",
@@ -166,65 +264,80 @@ def main():
                          {"name": "w1", "address": "10.77.0.21",
                           "groups": ["kube_node", "k8s_cluster"]}])
     work = tempfile.mkdtemp(prefix="kubeflat-bench-specs-")
+    rows = {k: [] for k in ("pure", "cold", "warm", "action cold", "action warm")}
+    warm_tasks = []
+    load_before = os.getloadavg()
     try:
-        start = time.perf_counter()
-        files = render_apps(apps, {}, model)
-        files.update(render_edge(apps, {}, {}, {}, model))
-        pure = time.perf_counter() - start
-
         vars_file = os.path.join(work, "apps.json")
         with open(vars_file, "w") as fh:
             json.dump({"app_specs_apps": apps}, fh)
-        render_dir = os.path.join(work, "rendered")
-        argv = [os.path.join(BIN, "ansible-playbook"), "-i", "inventories/lab",
-                "playbooks/render.yml", "-e", "@" + vars_file,
-                "-e", "kubeflat_render_dir=" + render_dir]
-        cold, _ = timed(argv, "render.yml (cold)")
-        warm, out = timed(argv, "render.yml (warm)")
-        if "changed=1" in out or "changed=2" in out:
-            sys.exit("warm run changed something:\n" + out[-2000:])
-        written = sum(len(f) for _, _, f in os.walk(render_dir))
+        for rnd in range(args.rounds):
+            start = time.perf_counter()
+            files = render_apps(apps, {}, model)
+            files.update(render_edge(apps, {}, {}, {}, model))
+            rows["pure"].append(time.perf_counter() - start)
 
-        naive_apps = apps[:args.naive_apps]
-        tpl_dir = os.path.join(work, "tpl")
-        os.makedirs(tpl_dir)
-        for name, text in (("app.yaml.j2", NAIVE_TEMPLATE), ("envoy.yaml.j2", NAIVE_ENVOY),
-                           ("naive.yml", NAIVE_PLAY)):
-            with open(os.path.join(tpl_dir, name), "w") as fh:
-                fh.write(text)
-        naive_vars = os.path.join(work, "naive.json")
-        out_dir = os.path.join(work, "naive")
-        os.makedirs(out_dir)
-        with open(naive_vars, "w") as fh:
-            json.dump({"apps": naive_apps, "tpl_dir": tpl_dir, "out_dir": out_dir}, fh)
-        naive, _ = timed([os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c",
-                          "local", os.path.join(tpl_dir, "naive.yml"), "-e", "@" + naive_vars,
-                          "-e", "ansible_python_interpreter=" + sys.executable],
-                         "naive loop")
-        # An empty play's fixed cost, subtracted so only the per-file work is extrapolated.
-        with open(os.path.join(tpl_dir, "empty.json"), "w") as fh:
-            json.dump({"apps": [], "tpl_dir": tpl_dir, "out_dir": out_dir}, fh)
-        fixed, _ = timed([os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c",
-                          "local", os.path.join(tpl_dir, "naive.yml"), "-e",
-                          "@" + os.path.join(tpl_dir, "empty.json"), "-e",
-                          "ansible_python_interpreter=" + sys.executable], "naive loop (empty)")
-        per_app_naive = max(naive - fixed, 0.0) / len(naive_apps)
+            render_dir = os.path.join(work, "rendered-%d" % rnd)
+            argv = [os.path.join(BIN, "ansible-playbook"), "-i", "inventories/lab",
+                    "playbooks/render.yml", "-e", "@" + vars_file,
+                    "-e", "kubeflat_render_dir=" + render_dir]
+            cold, _ = timed(argv, "render.yml (cold)")
+            missing = all_recorded(render_dir)
+            if missing:
+                sys.exit("cold run left %d files unvalidated, e.g. %s" % (len(missing),
+                                                                           missing[:3]))
+            warm, out = timed(argv, "render.yml (warm)")
+            changed = {h: int(c) for h, c in RECAP.findall(out) if int(c)}
+            if changed:
+                sys.exit("warm run changed something: %s\n%s" % (changed, out[-2000:]))
+            rows["cold"].append(cold)
+            rows["warm"].append(warm)
+            warm_tasks.append((warm, TASK_TIME.findall(out)))
 
-        n = args.apps
-        print("kubeflat spec rendering benchmark: %d apps (%d files, %d written by the role), "
-              "%d CPUs" % (n, len(files), written, os.cpu_count() or 1))
-        print("%-58s %10s %12s" % ("path", "total s", "ms per app"))
-        rows = [
-            ("pure render (module_utils, in-process)", pure),
-            ("role, cold: render + kubernetes-validate + envoy validate", cold),
-            ("role, warm: re-render, nothing changed (changed=0)", warm),
-            ("naive template loop, rendering only (extrapolated)", fixed + per_app_naive * n),
-        ]
-        for label, seconds in rows:
-            print("%-58s %10.2f %12.2f" % (label, seconds, seconds * 1000.0 / n))
-        print("naive loop measured on %d apps (%d files): %.2f s, of which %.2f s fixed "
-              "playbook cost; extrapolated linearly to %d apps."
-              % (len(naive_apps), 2 * len(naive_apps), naive, fixed, n))
+            direct = os.path.join(work, "direct-%d" % rnd)
+            seconds, validated, count = action_both(direct, apps, model)
+            if sum(validated.values()) != count:
+                sys.exit("action cold validated %s of %d files" % (validated, count))
+            rows["action cold"].append(seconds)
+            seconds, validated, _ = action_both(direct, apps, model)
+            if sum(validated.values()):
+                sys.exit("action warm validated %s" % validated)
+            rows["action warm"].append(seconds)
+            shutil.rmtree(render_dir, ignore_errors=True)
+            shutil.rmtree(direct, ignore_errors=True)
+            print("round %d: cold %.1f s, warm %.1f s, action cold %.1f s, action warm %.2f s, "
+                  "load %s" % (rnd + 1, cold, warm, rows["action cold"][-1],
+                               rows["action warm"][-1],
+                               " ".join("%.1f" % x for x in os.getloadavg())), flush=True)
+        load_after = os.getloadavg()
+
+        print("\nkubeflat spec rendering benchmark: %d apps (%d files), %d rounds, %d CPUs, "
+              "load average %s before, %s after" % (
+                  n, len(files), args.rounds, os.cpu_count() or 1,
+                  "/".join("%.1f" % x for x in load_before),
+                  "/".join("%.1f" % x for x in load_after)))
+        print("%-52s %8s %8s %8s %9s" % ("path", "min s", "median", "max s", "ms/app"))
+        print("%-52s %s" % ("pure render (module_utils, in-process, no checker)",
+                            stats(rows["pure"], n)))
+        print("%-52s %s" % ("render.yml cold: render+validate every file+write",
+                            stats(rows["cold"], n)))
+        print("%-52s %s" % ("render.yml warm: nothing changed (changed=0)",
+                            stats(rows["warm"], n)))
+        print("%-52s %s" % ("action plugin alone, cold (both parts)", stats(rows["action cold"], n)))
+        print("%-52s %s" % ("action plugin alone, warm (both parts)", stats(rows["action warm"], n)))
+        print("\n%-22s %12s %12s" % ("ms per app (median)", "cold", "warm"))
+        for label, cold_key, warm_key in (("render.yml", "cold", "warm"),
+                                          ("action plugin alone", "action cold", "action warm")):
+            print("%-22s %12.2f %12.2f" % (label, statistics.median(rows[cold_key]) * 1000.0 / n,
+                                           statistics.median(rows[warm_key]) * 1000.0 / n))
+        median_warm = sorted(warm_tasks)[len(warm_tasks) // 2]
+        print("\nrender tasks in the median warm render.yml run (%.2f s in all), as "
+              "profile_tasks reports them:" % median_warm[0])
+        for name, seconds in median_warm[1]:
+            print("  %6ss  %s" % (seconds, name.strip()))
+        if args.naive_apps:
+            print()
+            naive_loop(work, apps[:args.naive_apps], n)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
