@@ -240,7 +240,15 @@ class Rendered:
         probe = container["readinessProbe"]["httpGet"]
         self.ingress_probe = (probe["path"], probe["port"],
                               ["%s:%s" % (h["name"], h["value"]) for h in probe["httpHeaders"]])
-        self.routes = []   # (host, service fqdn) of the ingress virtual hosts
+        # Host names the ingress routes (its virtual hosts without the health one and "*").
+        self.vhosts = []
+        for listener in boot["static_resources"]["listeners"]:
+            hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+            for vhost in hcm["route_config"]["virtual_hosts"]:
+                for domain in vhost["domains"]:
+                    if ":" not in domain and domain not in ("*", "kubeflat-ingress-health") \
+                            and domain not in self.vhosts:
+                        self.vhosts.append(domain)
         self.apps = {}
         for path in sorted((self.dir / "specs").glob("*/*.yaml")):
             docs = _docs(path)
