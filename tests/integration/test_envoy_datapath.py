@@ -118,8 +118,10 @@ def sidecar_config():
     """The `web` sidecar config rendered from the lab inventory's catalog."""
     with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "apps.yml")) as fh:
         catalog = yaml.safe_load(fh)
+    # dns_mode service: the sidecar uses the namespace's resolv.conf (dnsmasq on 127.0.0.1);
+    # the control-plane DNS path is tested in test_edge_path.py.
     model = build_model({"cluster_name": "lab", "distribution": "none",
-                         "host_networks": ["10.77.0.0/24"]},
+                         "host_networks": ["10.77.0.0/24"], "dns_mode": "service"},
                         [{"name": "cp1", "address": "10.77.0.11",
                           "groups": ["kube_control_plane", "k8s_cluster"]}])
     files = render_apps(catalog["app_specs_apps"],
