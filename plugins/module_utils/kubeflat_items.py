@@ -70,6 +70,7 @@ def validate_file(item):
         "owner": item.get("owner") or "root",
         "group": item.get("group") or "root",
         "secret": bool(item.get("secret")),
+        "validate": item.get("validate") or "",
     }
 
 
@@ -206,10 +207,48 @@ def report_lines(host, changes, check_mode):
     verb = "would " if check_mode else ""
     words = {"create": "create", "update": "update", "remove": "remove", "mode": "chmod",
              "owner": "chown", "set": "set", "install": "install", "enable": "enable",
-             "disable": "disable", "add": "add", "replace": "replace", "delete": "delete"}
+             "disable": "disable", "add": "add", "replace": "replace", "delete": "delete", "start": "start", "hold": "hold",
+             "load": "load", "off": "turn off"}
     out = []
     for item in changes:
         detail = " (%s)" % item["detail"] if item.get("detail") else ""
         out.append("%s: %s%s %s %s%s" % (host, verb, words.get(item["action"], item["action"]),
                                          item["kind"], item["name"], detail))
     return out
+
+
+# --------------------------------------------------------------------------- node kinds
+def package_selections(status_text):
+    """``{name: selection}`` (install, hold, deinstall, purge) from /var/lib/dpkg/status."""
+    out = {}
+    for stanza in (status_text or "").split("\n\n"):
+        name = status = None
+        for line in stanza.splitlines():
+            if line.startswith("Package:"):
+                name = line.split(":", 1)[1].strip().split(":")[0]
+            elif line.startswith("Status:"):
+                status = line.split(":", 1)[1].split()
+        if name and status:
+            out[name] = status[0]
+    return out
+
+
+def plan_holds(names, installed, selections):
+    """Hold installed packages that are not held yet; a package not installed yet is held by
+    the run that installs it."""
+    return [change("package", name, "hold") for name in names
+            if name in installed and selections.get(name) != "hold"]
+
+
+_FSTAB_SWAP = re.compile(r"^(\s*[^#\s]\S*\s+\S+\s+swap\s.*)$", re.M)
+FSTAB_COMMENT = "# swap off for the kubelet (kubeflat): "
+
+
+def fstab_swap_off(text):
+    """/etc/fstab with every active swap line commented out (the kubelet refuses swap)."""
+    return _FSTAB_SWAP.sub(lambda m: FSTAB_COMMENT + m.group(1), text or "")
+
+
+def active_swaps(proc_swaps):
+    """Swap devices in use, from /proc/swaps (first line is the header)."""
+    return [line.split()[0] for line in (proc_swaps or "").splitlines()[1:] if line.strip()]

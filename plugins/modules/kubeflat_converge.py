@@ -67,6 +67,9 @@ options:
         description: Never show the content in C(--diff) output (keys, tokens).
         type: bool
         default: false
+      validate:
+        description: A checker run on the new content before it replaces the file; C(%s) is the new file.
+        type: str
   sysctls:
     description: Runtime sysctls to set now (persist them with a file item under C(/etc/sysctl.d)).
     type: list
@@ -91,6 +94,28 @@ options:
     type: list
     elements: str
     default: []
+  holds:
+    description: Installed packages to hold against upgrades (C(apt-mark hold)); ones not installed yet are left for the run that installs them.
+    type: list
+    elements: str
+    default: []
+  query_packages:
+    description: More packages whose installed version to report in RV(package_versions) (nothing is installed).
+    type: list
+    elements: str
+    default: []
+  kernel_modules:
+    description:
+      - Kernel modules that must be present. A built-in or loaded module is recognised and
+        reported in RV(report) (never "loaded"); a loadable one is loaded with C(modprobe);
+        one that cannot be had on this kernel is refused.
+    type: list
+    elements: str
+    default: []
+  swap_off:
+    description: Turn active swap off (C(swapoff -a)) and comment swap lines out of C(/etc/fstab).
+    type: bool
+    default: false
   require:
     description: Paths that must exist (after the packages are installed); the message explains the fix.
     type: list
@@ -147,6 +172,10 @@ options:
         description: C(true) enables the unit; C(false) disables and stops it (before its unit file is removed).
         type: bool
         default: true
+      started:
+        description: Also start the unit when it is not active.
+        type: bool
+        default: false
 author: kubeflat contributors
 """
 
@@ -191,6 +220,16 @@ routes:
   returned: when routes is given
   type: list
   elements: str
+changed_paths:
+  description: Files written or removed (or that would be, in check mode); handlers key on them.
+  returned: always
+  type: list
+  elements: str
+package_versions:
+  description: Installed version of every package in I(packages), I(holds) and I(query_packages), before this run.
+  returned: always
+  type: dict
+  sample: {containerd: 1.6.20~ds1-1+b1}
 warnings_detail:
   description: Sysctls the host did not let us set (with I(denied=warn)).
   returned: always
@@ -202,231 +241,8 @@ ip_path:
   type: str
 """
 
-import errno
-import glob
-import grp
-import os
-import pwd
-import tempfile
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kubeflat_items import (
-    ConvergeError, change, check_require, file_diff, installed_packages, plan_file,
-    plan_packages, plan_sysctl, plan_unit, report_lines, sysctl_path, validate_file,
-    validate_packages, validate_require, validate_sysctl, validate_unit)
-from ansible.module_utils.kubeflat_routes import (
-    RouteError, batch_file, desired_lines, describe, owned_lines, parse_addresses, parse_routes,
-    plan_changed, plan_routes, route_argv, rt_protos_file)
-
-SYSTEMD_DIR = "/etc/systemd/system/"
-DPKG_STATUS = "/var/lib/dpkg/status"
-
-
-def _read(path):
-    try:
-        with open(path, "r") as handle:
-            return handle.read()
-    except UnicodeDecodeError:
-        return "\0binary"
-    except (IOError, OSError):
-        return None
-
-
-def _stat(path):
-    try:
-        return os.stat(path)
-    except OSError:
-        return None
-
-
-def _write(module, item, ids):
-    directory = os.path.dirname(item["path"])
-    if not os.path.isdir(directory):
-        os.makedirs(directory, 0o755)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".kubeflat-")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(item["content"])
-    os.chmod(tmp, item["mode"])
-    os.chown(tmp, ids[0], ids[1])
-    module.atomic_move(tmp, item["path"], unsafe_writes=False)
-    os.chmod(item["path"], item["mode"])
-
-
-def _ids(item):
-    try:
-        return pwd.getpwnam(item["owner"]).pw_uid, grp.getgrnam(item["group"]).gr_gid
-    except KeyError:
-        raise ConvergeError("file", item["path"], "owner %s or group %s does not exist on this "
-                            "host" % (item["owner"], item["group"]))
-
-
-def _ip_json(module, ip, args):
-    rc, out, err = module.run_command([ip, "-json"] + args)
-    if rc != 0:
-        module.fail_json(msg="ip -json %s failed: %s" % (" ".join(args), err.strip()))
-    return out
-
-
-class Plan(object):
-    """Everything read and decided before any change."""
-
-    def __init__(self, module, host):
-        self.module = module
-        self.host = host
-        self.changes = []
-        self.diff = []
-        self.files = []           # (item, ids, current) to write or remove
-        self.sysctls = []         # items to set
-        self.packages = []        # names to install
-        self.units = []           # items to enable
-        self.route_commands = []
-        self.route_plan = None
-        self.routes_before = []
-        self.desired_routes = []
-        self.ip = None
-        self.warnings = []        # sysctls this host does not let us set (denied=warn)
-
-
-def plan_all(module, params, host):
-    plan = Plan(module, host)
-    files = [validate_file(f) for f in params["files"]]
-    routes = params["routes"]
-    if routes is not None:
-        plan.ip = module.get_bin_path("ip", required=True)
-        table = parse_routes(_ip_json(module, plan.ip, ["-details", "route", "show", "table", "main"]))
-        addresses = parse_addresses(_ip_json(module, plan.ip, ["addr", "show"]))
-        plan.route_plan = plan_routes(host, routes["routes"], table, addresses)
-        rp = plan.route_plan
-        plan.desired_routes = rp["add"] + rp["replace"] + rp["keep"]
-        plan.routes_before = owned_lines(table)
-        # The protocol name first, so `ip route` shows "proto kubeflat" from then on.
-        if routes["persist"]:
-            files = [validate_file({"path": routes["rt_protos_path"], "content": rt_protos_file()}),
-                     validate_file({"path": routes["persist_path"],
-                                    "content": batch_file(plan.desired_routes)})] + files
-        plan.route_commands = ([route_argv(plan.ip, "delete", r) for r in rp["delete"]]
-                               + [route_argv(plan.ip, "replace", r) for r in rp["replace"]]
-                               + [route_argv(plan.ip, "add", r) for r in rp["add"]])
-        for action in ("delete", "replace", "add"):
-            for r in rp[action]:
-                plan.changes.append(change("route", describe(r), action,
-                                           "node %s" % r["node"] if r.get("node") else ""))
-        if plan_changed(rp):
-            header = "%s: kubeflat routes (ip route, proto 201)" % host
-            plan.diff.append({"before_header": header, "after_header": header,
-                              "before": "\n".join(plan.routes_before) + "\n",
-                              "after": "\n".join(desired_lines(plan.desired_routes)) + "\n"})
-
-    names = validate_packages(params["packages"])
-    if names:
-        with open(DPKG_STATUS) as handle:
-            installed = installed_packages(handle.read())
-        for item in plan_packages(names, installed):
-            plan.changes.append(item)
-            plan.packages.append(item["name"])
-        if plan.packages:
-            plan.diff.append({"before_header": "%s: packages" % host, "after_header": "%s: packages" % host,
-                              "before": "", "after": "".join("%s (install)\n" % n for n in plan.packages)})
-
-    for item in files:
-        ids = _ids(item) if item["state"] == "present" else (0, 0)
-        current = _read(item["path"])
-        found = plan_file(item, current, _stat(item["path"]), ids)
-        if found:
-            plan.changes.extend(found)
-            plan.files.append((item, ids))
-            if any(c["action"] in ("create", "update", "remove") for c in found):
-                plan.diff.append(file_diff(item, current))
-
-    for raw in params["sysctls"]:
-        item = validate_sysctl(raw)
-        path = sysctl_path(item["name"])
-        found = plan_sysctl(item, _read(path))
-        if found and not os.access(path, os.W_OK):
-            # Read-only /proc/sys (a container): known before any change, so check mode is exact.
-            msg = ("sysctl %s cannot be set on %s (%s is read-only here); it stays %s (a "
-                   "persistent setting is still written for hosts where it is allowed)"
-                   % (item["name"], host, path, found[0]["detail"].split(" -> ")[0]))
-            if item["denied"] == "fail":
-                raise ConvergeError("sysctl", item["name"], msg)
-            plan.warnings.append(msg)
-            continue
-        if found:
-            plan.changes.extend(found)
-            plan.sysctls.append(item)
-            plan.diff.append({"before_header": "sysctl %s" % item["name"],
-                              "after_header": "sysctl %s" % item["name"],
-                              "before": "%s = %s\n" % (item["name"], found[0]["detail"].split(" -> ")[0]),
-                              "after": "%s = %s\n" % (item["name"], item["value"])})
-
-    for raw in params["units"]:
-        item = validate_unit(raw)
-        enabled = bool(glob.glob(SYSTEMD_DIR + "*.wants/" + item["name"]))
-        found = plan_unit(item, enabled)
-        if found:
-            plan.changes.extend(found)
-            plan.units.append(item)
-            plan.diff.append({"before_header": "unit %s" % item["name"], "after_header": "unit %s" % item["name"],
-                              "before": "enabled\n" if enabled else "disabled\n",
-                              "after": "enabled\n" if item["enabled"] else "disabled\n"})
-
-    for raw in params["require"]:
-        item = validate_require(raw)
-        # A package about to be installed may provide it: checked again after installing.
-        if plan.packages:
-            continue
-        check_require(item, os.path.exists(item["path"]), os.access(item["path"], os.X_OK), host)
-    return plan
-
-
-def apply(plan, params, warnings):
-    module, host = plan.module, plan.host
-    if plan.packages:
-        rc, out, err = module.run_command(
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends"] + plan.packages,
-            environ_update={"DEBIAN_FRONTEND": "noninteractive"})
-        if rc != 0:
-            module.fail_json(msg="%s: apt-get install %s failed: %s" % (
-                host, " ".join(plan.packages), (err or out).strip()[-2000:]))
-        for raw in params["require"]:
-            item = validate_require(raw)
-            check_require(item, os.path.exists(item["path"]), os.access(item["path"], os.X_OK), host)
-    systemctl = None
-    if plan.units or any(i["path"].startswith(SYSTEMD_DIR) for i, _ in plan.files):
-        systemctl = module.get_bin_path("systemctl", required=True)
-    for item in plan.units:
-        if not item["enabled"]:        # before its unit file may be removed below
-            module.run_command([systemctl, "disable", "--now", item["name"]], check_rc=True)
-    units_reload = False
-    for item, ids in plan.files:
-        if item["state"] == "absent":
-            os.unlink(item["path"])
-        else:
-            _write(module, item, ids)
-        units_reload = units_reload or item["path"].startswith(SYSTEMD_DIR)
-    for item in plan.sysctls:
-        try:
-            with open(sysctl_path(item["name"]), "w") as handle:
-                handle.write(item["value"])
-        except (IOError, OSError) as exc:
-            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise
-            msg = ("sysctl %s cannot be set on %s: %s; it stays as it was (the persistent setting"
-                   " is written for hosts where it is allowed)" % (item["name"], host, exc.strerror))
-            if item["denied"] == "fail":
-                module.fail_json(msg=msg)
-            module.warn(msg)
-            warnings.append(msg)
-    for argv in plan.route_commands:
-        rc, out, err = module.run_command(argv)
-        if rc != 0:
-            module.fail_json(msg="%s: '%s' failed: %s" % (host, " ".join(argv), err.strip()),
-                             plan=plan.route_plan)
-    if units_reload:
-        module.run_command([systemctl, "daemon-reload"], check_rc=True)
-    for item in plan.units:
-        if item["enabled"]:
-            module.run_command([systemctl, "enable", item["name"]], check_rc=True)
+from ansible.module_utils.kubeflat_host import run
 
 
 def main():
@@ -436,6 +252,10 @@ def main():
             files=dict(type="list", elements="dict", default=[]),
             sysctls=dict(type="list", elements="dict", default=[]),
             packages=dict(type="list", elements="str", default=[]),
+            holds=dict(type="list", elements="str", default=[]),
+            query_packages=dict(type="list", elements="str", default=[]),
+            kernel_modules=dict(type="list", elements="str", default=[]),
+            swap_off=dict(type="bool", default=False),
             require=dict(type="list", elements="dict", default=[]),
             routes=dict(type="dict", options=dict(
                 routes=dict(type="list", elements="dict", required=True),
@@ -447,38 +267,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    params = module.params
-    host = params["host"] or os.uname()[1]
-    try:
-        plan = plan_all(module, params, host)
-    except RouteError as exc:
-        module.fail_json(msg="kubeflat refuses route on %s" % exc, host=exc.host,
-                         prefix=exc.prefix, reason=exc.reason)
-    except ConvergeError as exc:
-        module.fail_json(msg="kubeflat refuses %s" % exc, kind=exc.kind, name=exc.name,
-                         reason=exc.reason)
-    warnings = plan.warnings
-    for msg in warnings:
-        module.warn(msg)
-    pending = bool(plan.changes)
-    if pending and not module.check_mode:
-        try:
-            apply(plan, params, warnings)
-        except ConvergeError as exc:
-            module.fail_json(msg="kubeflat refuses %s" % exc, kind=exc.kind, name=exc.name,
-                             reason=exc.reason)
-    result = dict(changed=pending, pending=pending, changes=plan.changes,
-                  report=report_lines(host, plan.changes, module.check_mode),
-                  warnings_detail=warnings, diff=plan.diff if pending else [])
-    if params["routes"] is not None:
-        result["ip_path"] = plan.ip
-        result["plan"] = plan.route_plan
-        if pending and not module.check_mode and plan.route_commands:
-            table = parse_routes(_ip_json(module, plan.ip, ["-details", "route", "show", "table", "main"]))
-            result["routes"] = owned_lines(table)
-        else:
-            result["routes"] = desired_lines(plan.desired_routes)
-    module.exit_json(**result)
+    module.exit_json(**run(module))
 
 
 if __name__ == "__main__":

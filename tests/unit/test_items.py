@@ -197,3 +197,41 @@ def test_a_unit_to_disable_is_planned_only_when_enabled():
     assert plan_unit(u, enabled_now=True)[0]["action"] == "disable"
     assert report_lines("w1", plan_unit(u, True), check_mode=True) == [
         "w1: would disable unit kubeflat-pod-routes.service"]
+
+
+# --------------------------------------------------------------------------- node kinds
+from kubeflat_items import (  # noqa: E402
+    FSTAB_COMMENT, active_swaps, fstab_swap_off, package_selections, plan_holds)
+
+HELD = """Package: kubelet
+Status: hold ok installed
+Version: 1.37.0-1.1
+
+Package: kubectl
+Status: install ok installed
+Version: 1.37.0-1.1
+"""
+
+
+def test_holds_only_for_installed_packages_not_held_yet():
+    installed = installed_packages(HELD)
+    selections = package_selections(HELD)
+    assert selections == {"kubelet": "hold", "kubectl": "install"}
+    assert installed == {"kubelet": "1.37.0-1.1", "kubectl": "1.37.0-1.1"}
+    assert plan_holds(["kubelet", "kubectl", "kubeadm"], installed, selections) == [
+        {"kind": "package", "name": "kubectl", "action": "hold", "detail": ""}]
+
+
+def test_fstab_swap_lines_are_commented_once():
+    fstab = ("UUID=1 / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n"
+             "# /dev/sdb2 none swap sw 0 0\n")
+    once = fstab_swap_off(fstab)
+    assert once.splitlines()[1] == FSTAB_COMMENT + "/swapfile none swap sw 0 0"
+    assert once.splitlines()[0] == "UUID=1 / ext4 defaults 0 1"
+    assert once.splitlines()[2] == "# /dev/sdb2 none swap sw 0 0"
+    assert fstab_swap_off(once) == once
+
+
+def test_active_swaps():
+    assert active_swaps("Filename\tType\tSize\tUsed\tPriority\n") == []
+    assert active_swaps("Filename Type Size Used Priority\n/swapfile file 1024 0 -2\n") == ["/swapfile"]
