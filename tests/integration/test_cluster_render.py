@@ -91,7 +91,11 @@ def test_kubeadm_sample_renders_and_validates(kubeadm_render):
         if node == "cp1":
             assert kinds == ["InitConfiguration", "ClusterConfiguration", "KubeletConfiguration"]
             by = {d["kind"]: d for d in docs}
-            assert by["InitConfiguration"]["skipPhases"] == ["addon/kube-proxy"]  # cilium KPR
+            # Cilium KPR; kubeflat's CoreDNS DaemonSet on the control-plane addresses
+            assert by["InitConfiguration"]["skipPhases"] == ["addon/kube-proxy", "addon/coredns"]
+            assert by["KubeletConfiguration"]["clusterDNS"] == [
+                hosts["all"]["children"]["k8s_cluster"]["children"]["kube_control_plane"][
+                    "hosts"][cp]["ansible_host"] for cp in sorted(cps)][:3]
             assert by["ClusterConfiguration"]["networking"]["podSubnet"] == "10.244.0.0/16"
             assert by["ClusterConfiguration"]["controlPlaneEndpoint"] == "127.0.0.1:7443"
         else:
