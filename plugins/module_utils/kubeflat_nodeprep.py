@@ -1,10 +1,10 @@
 # -*- coding: utf-8 -*-
 # Copyright: kubeflat contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Node preparation decisions, as pure functions (kernel modules, sysctls).
+"""Node preparation decisions, as pure functions (kernel modules).
 
-The modules kubeflat_kernel_module and kubeflat_sysctl gather the facts (files under /sys and
-/proc, errno of a write) and ask these functions what they mean, so unit tests can cover every
+kubeflat_converge (module_utils/kubeflat_host.py) gathers the facts (files under /sys and
+/proc) and asks these functions what they mean, so unit tests can cover every
 case, including the ones only a container or a module-less kernel produces.
 """
 
@@ -15,7 +15,6 @@ try:
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_errors import InputError  # type: ignore
 
-import errno
 import re
 
 __metaclass__ = type
@@ -28,8 +27,6 @@ MODULE_INDICATORS = {
 }
 FILESYSTEM_MODULES = ("overlay",)
 _MODULE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
-_SYSCTL_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_*-]+)+$")
-DENIED_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class NodePrepError(InputError):
@@ -77,27 +74,3 @@ def module_state(name, sys_module, sys_initstate, indicator, builtin_listed, loa
         return "loadable", "%s is not loaded; modprobe will load it" % name
     return "unavailable", ("%s is neither built in nor loadable: this kernel has no loadable "
                            "module support (/proc/modules missing)" % name)
-
-
-def validate_sysctl_name(name):
-    if not isinstance(name, str) or not _SYSCTL_NAME.match(name):
-        raise NodePrepError("node_prep_sysctls", name, "not a sysctl name like net.ipv4.ip_forward")
-    return name
-
-
-def sysctl_path(name):
-    """``net.ipv4.ip_forward`` -> ``/proc/sys/net/ipv4/ip_forward``."""
-    return "/proc/sys/" + validate_sysctl_name(name).replace(".", "/")
-
-
-def normalize_value(value):
-    """Compare sysctl values the way the kernel prints them (whitespace-separated fields)."""
-    if isinstance(value, bool):
-        value = int(value)
-    return " ".join(str(value).split())
-
-
-def classify_write_error(err_no):
-    """``not_permitted_here`` (read-only /proc/sys or denied: e.g. vm.* in a container) or
-    ``error`` (a real failure: invalid value, missing key ...)."""
-    return "not_permitted_here" if err_no in DENIED_ERRNOS else "error"

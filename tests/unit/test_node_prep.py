@@ -1,6 +1,5 @@
 """Unit tests for plugins/module_utils/kubeflat_nodeprep.py: built-in vs loaded vs loadable
 kernel modules, 'not permitted here' vs real sysctl failures."""
-import errno
 
 import pytest
 
@@ -37,27 +36,6 @@ def test_bad_module_names_are_refused(bad):
     with pytest.raises(np.NodePrepError) as err:
         np.validate_module_name(bad)
     assert err.value.var == "node_prep_kernel_modules"
-
-
-def test_sysctl_paths_and_values():
-    assert np.sysctl_path("net.ipv4.ip_forward") == "/proc/sys/net/ipv4/ip_forward"
-    assert np.sysctl_path("net.bridge.bridge-nf-call-iptables") == \
-        "/proc/sys/net/bridge/bridge-nf-call-iptables"
-    assert np.normalize_value(" 4096\t87380  6291456\n") == "4096 87380 6291456"
-    assert np.normalize_value(True) == "1"
-
-
-@pytest.mark.parametrize("bad", ["ip_forward", "net..ipv4", "net/ipv4/ip_forward", "", None])
-def test_bad_sysctl_names_are_refused(bad):
-    with pytest.raises(np.NodePrepError):
-        np.sysctl_path(bad)
-
-
-def test_write_errors_are_classified():
-    for code in (errno.EROFS, errno.EACCES, errno.EPERM):
-        assert np.classify_write_error(code) == "not_permitted_here"
-    for code in (errno.EINVAL, errno.ENOENT, errno.EIO):
-        assert np.classify_write_error(code) == "error"
 
 
 def test_indicators():
