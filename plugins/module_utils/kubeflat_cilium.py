@@ -13,6 +13,9 @@
 * :func:`validate_lb_pools` refuses pools that overlap a node, outside host, pod or service
   address.
 * :func:`install_argv` is the exact ``helm upgrade --install`` command.
+* With ``kubeflat_bgp`` the values also turn the BGP Control Plane on and set
+  ``directRoutingSkipUnreachable`` (kubeflat_bgp.cilium_bgp_values); the BGP objects come from
+  kubeflat_bgp.cilium_bgp_objects (role bgp_cilium).
 
 Options are the role's ``cni_cilium_*`` variables without the prefix; invalid ones raise
 :class:`CiliumError` naming the variable.
@@ -37,8 +40,10 @@ import re
 
 try:
     from ansible.module_utils.kubeflat_cidr import CidrError, parse_address, parse_network
+    from ansible.module_utils.kubeflat_bgp import cilium_bgp_values
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_cidr import CidrError, parse_address, parse_network  # type: ignore
+    from kubeflat_bgp import cilium_bgp_values  # type: ignore
 
 __metaclass__ = type
 
@@ -315,6 +320,8 @@ def build_values(model, options=None):
             "ciliumAgent": ["CHOWN", "KILL", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "SYS_ADMIN",
                             "SYS_RESOURCE", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"],
             "cleanCiliumState": ["NET_ADMIN", "SYS_ADMIN", "SYS_RESOURCE"]}}
+    # Racks (kubeflat_bgp): BGP Control Plane on; direct routes only within a segment.
+    values.update(cilium_bgp_values(model))
     if opts["image_registry"]:
         for path, repo in IMAGE_PATHS.items():
             _set_path(values, path + ("repository",), "%s/%s" % (opts["image_registry"], repo))

@@ -126,9 +126,21 @@ def image_ref(registry, image):
     return "%s/%s" % (registry, image) if registry else image
 
 
+def check_one_segment(model):
+    """host-gw cannot cross routers: refuse racks (several segments, or BGP) naming the modes
+    that can. The cluster model refuses this first; a model built elsewhere meets it here."""
+    segments = sorted(model.get("segments") or {})
+    if len(segments) > 1 or (model.get("bgp") or {}).get("enabled"):
+        raise FlannelError("kubeflat_cni", "flannel", "flannel host-gw only routes between "
+                           "nodes on one L2 segment (nodes are on %s); for several racks use "
+                           "kubeflat_cni: static or cilium with kubeflat_bgp: true"
+                           % (", ".join(segments) or "one segment, with kubeflat_bgp"))
+
+
 def net_conf(model, options=None):
     """flannel's ``net-conf.json`` as a dict: the cluster pod CIDR, host-gw backend."""
     opts = validate_options(options)
+    check_one_segment(model)
     try:
         network = parse_network(model["pod_cidr"], "kubeflat_pod_cidr")
     except CidrError as exc:
@@ -171,6 +183,7 @@ def _json(data):
 def build_manifest(model, options=None):
     """All flannel objects, in apply order, as a list of dicts (see module docstring)."""
     opts = validate_options(options)
+    check_one_segment(model)
     labels = {"k8s-app": "flannel"}
     node_labels = {"tier": "node", "app": "flannel"}
     flannel_image = image_ref(opts["image_registry"], opts["image"])

@@ -12,9 +12,12 @@ Inputs
 
     cluster_name, distribution, cni, pod_cidr, service_cidr, node_pod_prefix, cluster_domain,
     host_networks, control_plane_ha, apiserver_port, apiserver_lb_port,
-    control_plane_endpoint, kube_proxy_replacement, dns_mode
+    control_plane_endpoint, kube_proxy_replacement, dns_mode,
+    bgp, bgp_racks, bgp_asn_mode, bgp_hold_time, bgp_keepalive_time, bgp_connect_retry_time,
+    bgp_bfd, bgp_password (a bool: whether a password is set; the password stays out of the model)
 
-``hosts``: a list of ``{"name", "groups", "address", "pod_cidr"}`` (``pod_cidr`` optional),
+``hosts``: a list of ``{"name", "groups", "address", "pod_cidr"}`` (``pod_cidr`` optional;
+``bgp_asn``, ``bgp_router_id``, ``bgp_peers`` per node, only when set),
 one per inventory host, as produced by the ``kubeflat_host_inputs`` filter.
 
 Output (all plain JSON types; nodes sorted by name)::
@@ -36,7 +39,8 @@ Output (all plain JSON types; nodes sorted by name)::
       "outside_hosts": [{"name": "db1", "address": "10.77.0.31", "network": "10.77.0.0/24"}],
       "segments": {"10.77.0.0/24": ["cp1", "w1", "w2"]},
       "l2_adjacent": true, "non_adjacent_nodes": [],
-      "pod_routes": [{"dest": "10.244.0.0/24", "via": "10.77.0.11", "node": "cp1"}, ...]
+      "pod_routes": [{"dest": "10.244.0.0/24", "via": "10.77.0.11", "node": "cp1"}, ...],
+      "bgp": {"enabled": false}      # with kubeflat_bgp: see kubeflat_bgp.build_bgp
     }
 """
 
@@ -54,11 +58,13 @@ try:
         CidrError, check_usable, first_overlap, gateway_address, network_containing, nth_subnet,
         parse_address, parse_network, subnet_count, subnet_index)
     from ansible.module_utils.kubeflat_names import label_problem, name_problem
+    from ansible.module_utils import kubeflat_bgp
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_cidr import (  # type: ignore
         CidrError, check_usable, first_overlap, gateway_address, network_containing, nth_subnet,
         parse_address, parse_network, subnet_count, subnet_index)
     from kubeflat_names import label_problem, name_problem  # type: ignore
+    import kubeflat_bgp  # type: ignore
 
 __metaclass__ = type
 
@@ -93,6 +99,8 @@ DEFAULTS = {
     "kube_proxy_replacement": None,
     "dns_mode": None,
 }
+# Per-host BGP inputs (host_inputs key -> kubeflat_bgp.build_bgp key).
+HOST_BGP_KEYS = {"bgp_asn": "asn", "bgp_router_id": "router_id", "bgp_peers": "peers"}
 
 
 class ModelError(InputError):
@@ -351,6 +359,9 @@ def build_model(settings, hosts):
         node["pod_gateway"] = str(gateway_address(_cidr(node["pod_cidr"], "pod_cidr",
                                                         usable=False)))
 
+    # --- BGP (racks) ----------------------------------------------------------------------
+    bgp = _bgp(cfg, cni, host_networks, nodes, outside, hosts)
+
     # --- adjacency -----------------------------------------------------------------------
     segments = {}
     for node in nodes:
@@ -358,13 +369,14 @@ def build_model(settings, hosts):
     largest = max(segments.values(), key=len) if segments else []
     non_adjacent = sorted(n["name"] for n in nodes if n["name"] not in largest)
     l2_adjacent = len(segments) <= 1
-    if not l2_adjacent and cni in DIRECT_ROUTING_CNIS:
+    if not l2_adjacent and cni in DIRECT_ROUTING_CNIS and not bgp["enabled"]:
         detail = "; ".join("%s: %s" % (net, ", ".join(names))
                            for net, names in sorted(segments.items()))
         raise ModelError("kubeflat_cni", cni,
                          "%s needs every node on one L2 segment, but nodes %s are not adjacent "
-                         "to the others (%s)" % (DIRECT_ROUTING_CNIS[cni],
-                                                 ", ".join(non_adjacent), detail))
+                         "to the others (%s); across segments (racks) announce pod CIDRs over "
+                         "BGP: kubeflat_bgp: true with kubeflat_cni static or cilium"
+                         % (DIRECT_ROUTING_CNIS[cni], ", ".join(non_adjacent), detail))
 
     kpr = cfg["kube_proxy_replacement"]
     if kpr is None:
@@ -423,8 +435,31 @@ def build_model(settings, hosts):
         "non_adjacent_nodes": non_adjacent if not l2_adjacent else [],
         "pod_routes": [{"dest": n["pod_cidr"], "via": n["address"], "node": n["name"]}
                        for n in nodes],
+        "bgp": bgp,
     }
     return model
+
+
+def _bgp(cfg, cni, host_networks, nodes, outside, hosts):
+    """The model's ``bgp`` entry (kubeflat_bgp.build_bgp), refusals as ModelError."""
+    settings = {k: cfg.get(k) for k in kubeflat_bgp.DEFAULTS if k in cfg}
+    node_names = {n["name"] for n in nodes}
+    host_bgp = {}
+    for host in hosts or []:
+        given = {HOST_BGP_KEYS[k]: host[k] for k in HOST_BGP_KEYS
+                 if host.get(k) not in (None, "", [])}
+        if not given:
+            continue
+        if host.get("name") not in node_names:
+            key = sorted(given)[0]
+            raise ModelError("kubeflat_bgp_%s of %s" % (key, host.get("name")), given[key],
+                             "set on a host that is not a cluster node")
+        host_bgp[host["name"]] = given
+    try:
+        return kubeflat_bgp.build_bgp(settings, cni, [str(n) for n in host_networks], nodes,
+                                      outside, host_bgp)
+    except kubeflat_bgp.BgpError as exc:
+        raise ModelError(exc.var, exc.value, exc.reason)
 
 
 def _cluster_dns(mode, cp_addresses, dns_service_ip):
@@ -479,10 +514,14 @@ def host_inputs(hostvars_list):
                 address = name
             except CidrError:
                 address = None
-        out.append({
+        entry = {
             "name": name,
             "groups": list(hv.get("group_names") or []),
             "address": address,
             "pod_cidr": hv.get("kubeflat_node_pod_cidr") or None,
-        })
+        }
+        for key in HOST_BGP_KEYS:        # only when set: BGP-less inputs stay as they were
+            if hv.get("kubeflat_" + key) not in (None, "", []):
+                entry[key] = hv["kubeflat_" + key]
+        out.append(entry)
     return out

@@ -307,7 +307,25 @@ def host_route_set(model, host, source_routes=None):
     if not managed_host(model, host):
         return None
     routes = model["pod_routes"] if source_routes is None else source_routes
-    return [dict(r) for r in routes if r.get("node") != host]
+    routes = [dict(r) for r in routes if r.get("node") != host]
+    if (model.get("bgp") or {}).get("enabled"):
+        # Racks: direct routes only to the nodes on this host's own segment; every other pod
+        # CIDR is reached through the default gateway (the rack router learned it over BGP).
+        # An outside host on a segment without nodes therefore gets an empty set.
+        segment = host_segment(model, host)
+        if segment is None:
+            return []
+        net = ipaddress.ip_network(segment)
+        routes = [r for r in routes if ipaddress.ip_address(r["via"]) in net]
+    return routes
+
+
+def host_segment(model, host):
+    """The host network ``host`` (node or outside host) lives on, or None."""
+    for entry in list(model.get("nodes") or []) + list(model.get("outside_hosts") or []):
+        if entry["name"] == host:
+            return entry.get("network")
+    return None
 
 
 def boot_unit(persist_path=PERSIST_PATH):
