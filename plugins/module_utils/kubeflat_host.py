@@ -24,7 +24,7 @@ from ansible.module_utils.kubeflat_items import (
     ConvergeError, active_swaps, change, check_require, file_diff, fstab_swap_off,
     installed_packages, package_selections, plan_file, plan_holds, plan_packages, plan_sysctl,
     plan_unit, report_lines, sysctl_path, validate_file, validate_packages, validate_require,
-    validate_sysctl, validate_unit)
+    validate_sysctl, validate_unit, plan_dir, validate_dir)
 from ansible.module_utils.kubeflat_nodeprep import (
     MODULE_INDICATORS, NodePrepError, indicator_present, module_state)
 from ansible.module_utils.kubeflat_routes import (
@@ -103,6 +103,7 @@ class Plan(object):
         self.swapoff = False
         self.fstab = None         # new /etc/fstab text
         self.units = []           # items to enable, disable or start
+        self.dirs = []            # empty kubeflat directories to remove, deepest first
         self.route_commands = []
         self.route_plan = None
         self.desired_routes = []
@@ -208,6 +209,18 @@ def _plan_files(plan, files):
                 plan.diff.append(file_diff(item, current))
 
 
+def _plan_dirs(plan, dirs):
+    """Directories to remove: empty once this call's file removals (and deeper dirs) are done."""
+    going = set(i["path"] for i, _ in plan.files if i["state"] == "absent")
+    for item in sorted((validate_dir(d) for d in dirs), key=lambda d: -d["path"].count("/")):
+        path = item["path"]
+        found = plan_dir(item, os.listdir(path) if os.path.isdir(path) else None, going)
+        if found:
+            plan.dirs.append(path)
+            going.add(path)
+            plan.add(found, path, "directory\n", "")
+
+
 def _plan_sysctls(plan, sysctls):
     for raw in sysctls:
         item = validate_sysctl(raw)
@@ -258,6 +271,7 @@ def plan_all(module, params, host):
     if params["swap_off"]:
         _plan_swap(plan)
     _plan_files(plan, files)
+    _plan_dirs(plan, params.get("dirs") or [])
     _plan_sysctls(plan, params["sysctls"])
     _plan_units(plan, params["units"])
     for raw in params["require"]:
@@ -325,6 +339,8 @@ def apply(plan, warnings):
         if not item["enabled"]:        # before its unit file may be removed below
             module.run_command([systemctl, "disable", "--now", item["name"]], check_rc=True)
     reload_units = _apply_files(plan)
+    for path in plan.dirs:
+        os.rmdir(path)
     for item in plan.sysctls:
         try:
             with open(sysctl_path(item["name"]), "w") as handle:

@@ -186,6 +186,28 @@ def plan_unit(item, enabled_now):
     return []
 
 
+# --------------------------------------------------------------------------- directories
+def validate_dir(item):
+    path = item.get("path")
+    if not isinstance(path, str) or not path.startswith("/") or "/../" in path + "/" \
+            or path.rstrip("/") == "":
+        raise ConvergeError("dir", path, "path must be an absolute path without '..', not /")
+    return {"path": path.rstrip("/")}
+
+
+def plan_dir(item, entries, going):
+    """Remove a directory kubeflat made once nothing else is in it.
+
+    ``entries``: the names in it now (None: no such directory); ``going``: the full paths this
+    call removes (files with state absent, deeper directories). Anything else in it keeps it.
+    """
+    if entries is None:
+        return []
+    if any("%s/%s" % (item["path"], name) not in going for name in entries):
+        return []
+    return [change("dir", item["path"], "remove", "empty")]
+
+
 # --------------------------------------------------------------------------- requirements
 def validate_require(item):
     path = item.get("path")

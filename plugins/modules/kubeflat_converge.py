@@ -176,6 +176,19 @@ options:
         description: Also start the unit when it is not active.
         type: bool
         default: false
+  dirs:
+    description:
+      - Directories kubeflat made, removed when nothing else is in them once this call's
+        I(files) with C(state=absent) are gone (remove-node, reset); one holding anything else
+        stays.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      path:
+        description: Absolute path.
+        type: str
+        required: true
 author: kubeflat contributors
 """
 
@@ -264,6 +277,7 @@ def main():
                 persist=dict(type="bool", default=True),
             )),
             units=dict(type="list", elements="dict", default=[]),
+            dirs=dict(type="list", elements="dict", default=[]),
         ),
         supports_check_mode=True,
     )

@@ -235,3 +235,28 @@ def test_fstab_swap_lines_are_commented_once():
 def test_active_swaps():
     assert active_swaps("Filename\tType\tSize\tUsed\tPriority\n") == []
     assert active_swaps("Filename Type Size Used Priority\n/swapfile file 1024 0 -2\n") == ["/swapfile"]
+
+
+# --------------------------------------------------------------------------- directories (remove-node, reset)
+def test_empty_kubeflat_dir_is_removed_once_its_files_go():
+    from kubeflat_items import plan_dir, validate_dir
+    d = validate_dir({"path": "/etc/kubeflat/"})
+    assert d == {"path": "/etc/kubeflat"}
+    going = {"/etc/kubeflat/pod-routes.batch"}
+    assert plan_dir(d, ["pod-routes.batch"], going) == [
+        {"kind": "dir", "name": "/etc/kubeflat", "action": "remove", "detail": "empty"}]
+    assert plan_dir(d, [], set()) and plan_dir(d, None, going) == []
+
+
+def test_dir_holding_anything_else_stays():
+    from kubeflat_items import plan_dir, validate_dir
+    d = validate_dir({"path": "/etc/kubeflat"})
+    assert plan_dir(d, ["pod-routes.batch", "mine.txt"], {"/etc/kubeflat/pod-routes.batch"}) == []
+
+
+@pytest.mark.parametrize("bad", ["/", "relative/dir", "/etc/../root", None])
+def test_dir_refusals_name_the_item(bad):
+    from kubeflat_items import validate_dir
+    with pytest.raises(ConvergeError) as exc:
+        validate_dir({"path": bad})
+    assert exc.value.kind == "dir" and exc.value.name == bad

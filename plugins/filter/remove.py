@@ -1,0 +1,97 @@
+# -*- coding: utf-8 -*-
+# Copyright: kubeflat contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Thin Jinja filters for remove-node and reset (controller side, over kubeflat_owned)."""
+
+from __future__ import absolute_import, division, print_function
+
+import os
+import sys
+
+import yaml
+
+from ansible.errors import AnsibleFilterError
+
+__metaclass__ = type
+
+_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
+if _UTILS not in sys.path:
+    sys.path.insert(0, _UTILS)
+
+import kubeflat_owned as owned_utils  # noqa: E402  pylint: disable=wrong-import-position
+
+ROLES_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                          "..", "..", "roles"))
+_DEFAULTS = {}
+
+
+def role_defaults(roles_dir=ROLES_DIR):
+    """The settings kubeflat_owned reads, from the roles' own defaults files (read once)."""
+    if roles_dir not in _DEFAULTS:
+        merged = dict(owned_utils.SETTINGS)
+        for role in ("cni_static", "outside_routes", "node_prep", "kubeadm"):
+            path = os.path.join(roles_dir, role, "defaults", "main.yml")
+            try:
+                with open(path) as handle:
+                    data = yaml.safe_load(handle) or {}
+            except (IOError, OSError):
+                continue
+            merged.update({k: v for k, v in data.items() if k in owned_utils.SETTINGS})
+        _DEFAULTS[roles_dir] = merged
+    return _DEFAULTS[roles_dir]
+
+
+def kubeflat_owned(model, host, host_vars=None):
+    """What kubeflat owns on ``host`` (see owned_utils.owned): role defaults overlaid by the
+    host's own variables (pass ``hostvars[inventory_hostname]``)."""
+    settings = dict(role_defaults())
+    host_vars = host_vars or {}
+    for name in owned_utils.SETTINGS:
+        if name in host_vars:
+            settings[name] = host_vars[name]
+    return owned_utils.owned(model, host, settings)
+
+
+def kubeflat_removal_items(items, backups=None):
+    """kubeflat_converge arguments that take back what kubeflat_owned listed. ``backups``:
+    the registered results of slurping the backup files (a loop) or ``{path: text}``."""
+    texts = {}
+    if isinstance(backups, dict) and "results" in backups:
+        import base64
+        for res in backups["results"]:
+            if res.get("content") and not res.get("failed"):
+                texts[res["item"]] = base64.b64decode(res["content"]).decode("utf-8")
+    elif isinstance(backups, dict):
+        texts = backups
+    return owned_utils.removal_items(items, texts)
+
+
+def kubeflat_removal_names(model, raw, var="node"):
+    """The validated list of nodes to remove; refuses with the variable and value named."""
+    try:
+        return owned_utils.removal_names(model, raw, var)
+    except owned_utils.RemoveError as exc:
+        raise AnsibleFilterError("kubeflat refuses to remove: %s" % exc)
+
+
+def kubeflat_model_without(model, names):
+    """The model once ``names`` left (every other node keeps its pod CIDR)."""
+    return owned_utils.model_without(model, names)
+
+
+def kubeflat_unpinned_nodes(model, names):
+    """Remaining nodes whose pod CIDR is allocated rather than declared."""
+    return owned_utils.unpinned_nodes(model, names)
+
+
+class FilterModule(object):
+    """kubeflat remove-node / reset filters."""
+
+    def filters(self):
+        return {
+            "kubeflat_owned": kubeflat_owned,
+            "kubeflat_removal_items": kubeflat_removal_items,
+            "kubeflat_removal_names": kubeflat_removal_names,
+            "kubeflat_model_without": kubeflat_model_without,
+            "kubeflat_unpinned_nodes": kubeflat_unpinned_nodes,
+        }
