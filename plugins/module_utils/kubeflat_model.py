@@ -468,10 +468,10 @@ def _cluster_dns(mode, cp_addresses, dns_service_ip):
     ``control_planes``: the first three control-plane node addresses (name order), where the
     CoreDNS DaemonSet binds; no Service VIP, so no kube-proxy rule, on the DNS path.
     ``service``: the DNS Service VIP, which needs kube-proxy or Cilium's replacement.
-    None (auto): ``control_planes`` when the inventory has control planes (``none``
+    ``auto`` (or unset): ``control_planes`` when the inventory has control planes (``none``
     distributions may list none), else ``service``.
     """
-    if mode in (None, ""):
+    if mode in (None, "", "auto"):
         mode = "control_planes" if cp_addresses else "service"
     mode = _choice(mode, "kubeflat_dns_mode", DNS_MODES)
     if mode == "service":
