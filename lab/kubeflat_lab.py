@@ -10,6 +10,12 @@ Topology (derived from the inventory, nothing hard-coded):
     route via the network's first address; a systemd-nspawn container booted on an overlayfs
     over a cached debootstrap rootfs, with sshd accepting the lab's key for root.
   * nothing in the root network namespace gets an address, route or interface.
+  * hosts of the lab-only group ``lab_routers`` are rack routers running FRR (configured by the
+    lab from the inventory, never by kubeflat's roles): ``eth0`` at ``ansible_host`` plus one
+    interface per ``lab_router_interfaces`` entry (``addr/prefix`` on another host network),
+    eBGP (ASN ``lab_router_asn``) with every k8s_cluster host and every other router on their
+    segments, no default route. A router on a segment is the default gateway of the other
+    hosts there (otherwise the controller namespace's first address is, as before).
 
 CLI:  kubeflat_lab.py {up,down,status,exec,shell,play,restart,rootfs} --inventory DIR ...
 API:  from lab.kubeflat_lab import Lab;  with Lab("inventories/lab") as lab: lab.ssh("w1", "ip r")
@@ -49,6 +55,8 @@ PACKAGES = [
     "systemd-sysv", "dbus", "python3", "python3-apt", "openssh-server", "iproute2",
     "iputils-ping", "sudo", "containernetworking-plugins", "containerd", "runc", "iptables",
     "nftables", "netcat-openbsd", "procps", "kmod", "ca-certificates",
+    # BGP: BIRD 2 for nodes (role bgp_bird), FRR for the lab's rack routers (lab_routers).
+    "bird2", "frr",
 ]
 ROOTFS_RECIPE = "4"   # bump when customize_rootfs() changes: it is part of the cache key
 
@@ -64,7 +72,7 @@ MASK_UNITS = [
 ]
 # Installed but not started at boot (50 idle containerd daemons cost ~1.5 GB); roles that need
 # them enable/start them like on any host.
-DISABLE_UNITS = ["containerd.service"]
+DISABLE_UNITS = ["containerd.service", "bird.service", "frr.service"]
 
 SSHD_DROPIN = """\
 # kubeflat lab node: root logs in with the lab key only.
@@ -272,10 +280,16 @@ class Node:
     netns: str
     veth: str          # the peer in the controller namespace
     machine: str       # nspawn machine name
+    # lab routers: (bridge index, interface address, controller-side veth) per extra interface
+    extra: list = field(default_factory=list)
+    router: dict | None = None        # {"asn": ...} for lab_routers hosts
+    gw: ipaddress.IPv4Address | None = None   # default gateway override (None: see gateway)
 
     @property
-    def gateway(self) -> ipaddress.IPv4Address:
-        return next(self.net.hosts())
+    def gateway(self) -> ipaddress.IPv4Address | None:
+        if self.router is not None:
+            return None                   # routers route only what FRR learned
+        return self.gw or next(self.net.hosts())
 
     @property
     def mac(self) -> str:
@@ -291,6 +305,8 @@ class Topology:
     name: str
     networks: list[ipaddress.IPv4Network]
     nodes: dict[str, Node] = field(default_factory=dict)
+    groups: dict = field(default_factory=dict)      # group -> hosts (children flattened)
+    hostvars: dict = field(default_factory=dict)
 
 
 def _inventory_fingerprint(inv: Path) -> str:
@@ -308,13 +324,13 @@ def _inventory_fingerprint(inv: Path) -> str:
     return h.hexdigest()
 
 
-def _inventory_hostvars(inv: Path) -> tuple[list[str], dict]:
+def _inventory_hostvars(inv: Path) -> tuple[list[str], dict, dict]:
     cache = RUN_ROOT / "inventory-cache" / f"{short_hash(str(inv), 16)}.json"
     fp = _inventory_fingerprint(inv)
     with contextlib.suppress(OSError, ValueError, KeyError):
         data = json.loads(cache.read_text())
         if data["fingerprint"] == fp:
-            return data["hosts"], data["hostvars"]
+            return data["hosts"], data["hostvars"], data["groups"]
     exe = VENV_BIN / "ansible-inventory"
     if not exe.exists():
         exe = Path(shutil.which("ansible-inventory") or exe)
@@ -344,14 +360,27 @@ def _inventory_hostvars(inv: Path) -> tuple[list[str], dict]:
     for h in hostvars:
         if h not in hosts:
             hosts.append(h)
+
+    def members(group: str, seen: set) -> list[str]:
+        if group in seen:
+            return []
+        seen.add(group)
+        g = data.get(group, {})
+        out = list(g.get("hosts", []))
+        for c in g.get("children", []):
+            out += [h for h in members(c, seen) if h not in out]
+        return out
+
+    groups = {g: members(g, set()) for g in data if g != "_meta"}
     with contextlib.suppress(OSError):
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"fingerprint": fp, "hosts": hosts, "hostvars": hostvars}))
-    return hosts, hostvars
+        cache.write_text(json.dumps({"fingerprint": fp, "hosts": hosts, "hostvars": hostvars,
+                                     "groups": groups}))
+    return hosts, hostvars, groups
 
 
 def load_topology(inv: Path) -> Topology:
-    hosts, hostvars = _inventory_hostvars(inv)
+    hosts, hostvars, groups = _inventory_hostvars(inv)
     if not hosts:
         raise LabError(f"inventory {inv} has no hosts")
     first = hostvars.get(hosts[0], {})
@@ -376,7 +405,7 @@ def load_topology(inv: Path) -> Topology:
             if net.overlaps(other):
                 raise LabError(f"host networks {net} and {other} overlap")
         networks.append(net)
-    topo = Topology(name=name, networks=networks)
+    topo = Topology(name=name, networks=networks, groups=groups, hostvars=hostvars)
     seen_addr: dict[ipaddress.IPv4Address, str] = {}
     for h in hosts:
         hv = hostvars.get(h, {})
@@ -409,7 +438,140 @@ def load_topology(inv: Path) -> Topology:
         machine = re.sub(r"[^A-Za-z0-9-]", "-", h).strip("-")[:60] or f"n{short_hash(h)}"
         topo.nodes[h] = Node(name=h, addr=addr, net=net, net_index=idx,
                              netns=f"kflab-{name}-{safe}", veth=veth, machine=machine)
+    _load_routers(topo, seen_addr)
     return topo
+
+
+ROUTER_GROUP = "lab_routers"
+
+
+def _load_routers(topo: Topology, seen_addr: dict) -> None:
+    """Rack routers (group lab_routers): extra interfaces, ASN, and the default gateway of the
+    other hosts on their segments."""
+    routers = [h for h in topo.groups.get(ROUTER_GROUP, []) if h in topo.nodes]
+    for h in routers:
+        n, hv = topo.nodes[h], topo.hostvars.get(h, {})
+        for grp in ("k8s_cluster", "k8s_outside"):
+            if h in topo.groups.get(grp, []):
+                raise LabError(f"host {h}: a lab router cannot also be in {grp}")
+        asn = hv.get("lab_router_asn")
+        if isinstance(asn, bool) or not isinstance(asn, int) or not 1 <= asn <= 4294967294:
+            raise LabError(f"host {h}: lab_router_asn {asn!r} must be an AS number "
+                           "(lab routers speak eBGP)")
+        n.router = {"asn": asn}
+        used = {n.net_index}
+        for raw in hv.get("lab_router_interfaces") or []:
+            try:
+                iface = ipaddress.IPv4Interface(str(raw))
+            except ValueError:
+                raise LabError(f"host {h}: lab_router_interfaces entry {raw!r} is not "
+                               "addr/prefix") from None
+            idx = next((i for i, net in enumerate(topo.networks) if iface.network == net), None)
+            if idx is None:
+                raise LabError(f"host {h}: lab_router_interfaces entry {raw} is not on one of "
+                               f"kubeflat_host_networks ({', '.join(map(str, topo.networks))})")
+            if idx in used:
+                raise LabError(f"host {h}: two interfaces on {iface.network}")
+            if iface.ip == next(iface.network.hosts()) or iface.ip in seen_addr:
+                raise LabError(f"host {h}: {iface.ip} is taken (the controller holds the "
+                               "first address of every network)" if iface.ip not in seen_addr
+                               else f"host {h}: {iface.ip} is also {seen_addr[iface.ip]}")
+            seen_addr[iface.ip] = h
+            used.add(idx)
+            n.extra.append((idx, iface, f"kfx{short_hash(h + str(iface.ip), 10)}"))
+    for h, n in topo.nodes.items():
+        if n.router is not None:
+            continue
+        for r in routers:
+            addr = router_address(topo.nodes[r], n.net)
+            if addr is not None:
+                n.gw = addr
+                break
+
+
+def router_address(router: Node, net: ipaddress.IPv4Network) -> ipaddress.IPv4Address | None:
+    """The router's own address on ``net`` (None when it has no interface there)."""
+    if router.net == net:
+        return router.addr
+    for _, iface, _ in router.extra:
+        if iface.network == net:
+            return iface.ip
+    return None
+
+
+def router_neighbors(topo: Topology, router: str) -> tuple[list[str], list[str]]:
+    """(node neighbors, router neighbors) of a lab router: every k8s_cluster host on one of
+    its segments, and every other router's address on a shared segment (sorted)."""
+    me = topo.nodes[router]
+    nets = [me.net] + [iface.network for _, iface, _ in me.extra]
+    cluster = set(topo.groups.get("k8s_cluster", []))
+    nodes, routers = [], []
+    for h, n in sorted(topo.nodes.items()):
+        if h == router:
+            continue
+        if n.router is not None:
+            for net in nets:
+                addr = router_address(n, net)
+                if addr is not None:
+                    routers.append(str(addr))
+        elif h in cluster and n.net in nets:
+            nodes.append(str(n.addr))
+    key = ipaddress.IPv4Address
+    return sorted(nodes, key=key), sorted(routers, key=key)
+
+
+def frr_config(name: str, router_id: str, asn: int, nodes: list[str], routers: list[str],
+               pod_cidr: str, node_prefix: int, networks: list[str], keepalive: int = 3,
+               hold: int = 9, password: str | None = None) -> str:
+    """FRR config of a lab rack router: eBGP with the rack's nodes (only /node_prefix subnets
+    of the pod CIDR accepted, nothing sent) and with the other routers (everything), plus the
+    lab's host networks it is connected to."""
+    lines = [
+        f"! kubeflat lab rack router {name}: written by lab/kubeflat_lab.py from the inventory",
+        "frr defaults datacenter",
+        f"hostname {name}",
+        "log syslog informational",
+        "service integrated-vtysh-config",
+        "!",
+        f"ip prefix-list KUBEFLAT-PODS seq 10 permit {pod_cidr} ge {node_prefix} le {node_prefix}",
+    ]
+    lines += [f"ip prefix-list LAB-NETS seq {10 * (i + 1)} permit {net}"
+              for i, net in enumerate(networks)]
+    lines += [
+        "!",
+        "route-map FROM-NODES permit 10",
+        " match ip address prefix-list KUBEFLAT-PODS",
+        "exit",
+        "route-map TO-NODES deny 10",
+        "exit",
+        "route-map FABRIC permit 10",
+        "exit",
+        "route-map CONNECTED permit 10",
+        " match ip address prefix-list LAB-NETS",
+        "exit",
+        "!",
+        f"router bgp {asn}",
+        f" bgp router-id {router_id}",
+        " no bgp default ipv4-unicast",
+        f" timers bgp {keepalive} {hold}",
+    ]
+    for group, peers in (("NODES", nodes), ("FABRIC", routers)):
+        if not peers:
+            continue
+        lines += [f" neighbor {group} peer-group", f" neighbor {group} remote-as external",
+                  f" neighbor {group} timers connect 5"]
+        if password:
+            lines.append(f" neighbor {group} password {password}")
+        lines += [f" neighbor {p} peer-group {group}" for p in peers]
+    lines += [" !", " address-family ipv4 unicast", "  redistribute connected route-map CONNECTED"]
+    if nodes:
+        lines += ["  neighbor NODES activate", "  neighbor NODES route-map FROM-NODES in",
+                  "  neighbor NODES route-map TO-NODES out"]
+    if routers:
+        lines += ["  neighbor FABRIC activate", "  neighbor FABRIC route-map FABRIC in",
+                  "  neighbor FABRIC route-map FABRIC out"]
+    lines += [" exit-address-family", "exit", "!"]
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- processes
@@ -807,14 +969,27 @@ class Lab:
                      f"address {n.mac} netns {n.netns}",
                      f"link set {n.veth} alias {n.name}",
                      f"link set {n.veth} master {self.bridge(n.net_index)} up"]
+            for i, (idx, iface, xveth) in enumerate(n.extra, 1):
+                mac = ":".join(f"{b:02x}" for b in iface.ip.packed)
+                cmds += [f"link add {xveth} address 02:01:{mac} type veth peer name eth{i} "
+                         f"address 02:00:{mac} netns {n.netns}",
+                         f"link set {xveth} alias {n.name}-eth{i}",
+                         f"link set {xveth} master {self.bridge(idx)} up"]
         run(["ip", "-n", self.ctl_netns, "-b", "-"], input="\n".join(cmds) + "\n")
 
         def inner(n: Node):
-            run(["ip", "-n", n.netns, "-b", "-"], input=(
-                "link set lo up\n"
-                f"addr add {n.addr}/{n.net.prefixlen} dev eth0\n"
-                "link set eth0 up\n"
-                f"route add default via {n.gateway} dev eth0\n"))
+            batch = ["link set lo up", f"addr add {n.addr}/{n.net.prefixlen} dev eth0",
+                     "link set eth0 up"]
+            for i, (_, iface, _) in enumerate(n.extra, 1):
+                batch += [f"addr add {iface} dev eth{i}", f"link set eth{i} up"]
+            if n.gateway is not None:
+                batch.append(f"route add default via {n.gateway} dev eth0")
+            run(["ip", "-n", n.netns, "-b", "-"], input="\n".join(batch) + "\n")
+            if n.router is not None:       # a router forwards; no redirects, no rp_filter
+                run(["ip", "netns", "exec", n.netns, "sysctl", "-qw", "net.ipv4.ip_forward=1",
+                     "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+                     "net.ipv4.conf.all.send_redirects=0",
+                     "net.ipv4.conf.default.send_redirects=0"])
         with ThreadPoolExecutor(8) as ex:
             list(ex.map(inner, nodes))
 
@@ -830,13 +1005,16 @@ class Lab:
         while True:
             links = {l["ifname"] for l in json.loads(
                 run(["ip", "-n", self.ctl_netns, "-j", "link"]).stdout)}
-            left = [n for n in nodes if n.veth in links]
+            left = [n for n in nodes
+                    if n.veth in links or any(x[2] in links for x in n.extra)]
             if not left:
                 return
             if time.monotonic() > deadline:
-                # The namespace is held by something; remove the veth ourselves.
+                # The namespace is held by something; remove the veths ourselves.
                 for n in left:
-                    run(["ip", "-n", self.ctl_netns, "link", "del", n.veth], check=False)
+                    for v in [n.veth] + [x[2] for x in n.extra]:
+                        if v in links:
+                            run(["ip", "-n", self.ctl_netns, "link", "del", v], check=False)
                 return
             time.sleep(0.05)
 
@@ -857,6 +1035,8 @@ class Lab:
         if str(merged) not in mounts_under(merged):
             run(["mount", "-t", "overlay", "overlay", "-o",
                  f"lowerdir={rootfs},upperdir={upper},workdir={work}", str(merged)])
+        if n.router is not None:           # from the inventory, on every boot
+            self._write_router_config(n, merged)
         if (d / "initialized").exists():
             return
         etc = merged / "etc"
@@ -873,6 +1053,40 @@ class Lab:
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{n.name}",
              "-f", str(key)])
         (d / "initialized").write_text(f"{n.name} {n.addr}\n")
+
+    def router_config(self, host: str) -> str:
+        """The FRR config the lab gives router ``host`` (from the inventory)."""
+        n = self.nodes[host]
+        nodes, routers = router_neighbors(self.topo, host)
+        hv = self.topo.hostvars.get(host, {})
+        return frr_config(
+            host, str(n.addr), n.router["asn"], nodes, routers,
+            str(hv.get("kubeflat_pod_cidr") or "10.244.0.0/16"),
+            int(hv.get("kubeflat_node_pod_prefix") or 24), [str(x) for x in self.networks],
+            int(hv.get("kubeflat_bgp_keepalive_time") or 3),
+            int(hv.get("kubeflat_bgp_hold_time") or 9), hv.get("kubeflat_bgp_password") or None)
+
+    def _write_router_config(self, n: Node, merged: Path) -> None:
+        etc = merged / "etc/frr"
+        ids = {}
+        for line in (merged / "etc/passwd").read_text().splitlines():
+            f = line.split(":")
+            if f[0] == "frr":
+                ids = {"uid": int(f[2]), "gid": int(f[3])}
+        if not ids or not (etc / "daemons").exists():
+            raise LabError(f"{n.name}: FRR is not in the lab rootfs (PACKAGES needs frr); "
+                           "rebuild it: kubeflat_lab.py rootfs --force")
+        daemons = (etc / "daemons").read_text()
+        (etc / "daemons").write_text(re.sub(r"(?m)^bgpd=no$", "bgpd=yes", daemons))
+        conf = etc / "frr.conf"
+        conf.write_text(self.router_config(n.name))
+        os.chown(conf, ids["uid"], ids["gid"])
+        conf.chmod(0o640)
+        wants = merged / "etc/systemd/system/multi-user.target.wants"
+        wants.mkdir(parents=True, exist_ok=True)
+        link = wants / "frr.service"
+        if not link.is_symlink():
+            link.symlink_to("/lib/systemd/system/frr.service")
 
     def _write_known_hosts(self) -> None:
         lines = []
@@ -1185,7 +1399,7 @@ class Lab:
         # Defensive: the lab never creates links in the root namespace, but a crashed
         # older run might have; remove any of ours by name.
         for l in json.loads(run(["ip", "-j", "link"]).stdout):
-            if l["ifname"].startswith(("kf-", "kfbr", "kfh")):
+            if l["ifname"].startswith(("kf-", "kfbr", "kfh", "kfx")):
                 run(["ip", "link", "del", l["ifname"]], check=False)
         trees = [self.cp_dir, self.state_dir]
         with contextlib.suppress(OSError):
