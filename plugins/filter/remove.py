@@ -84,6 +84,21 @@ def kubeflat_unpinned_nodes(model, names):
     return owned_utils.unpinned_nodes(model, names)
 
 
+def kubeflat_route_hosts(model, hosts, exclude=()):
+    """The hosts (of ``hosts``, minus ``exclude``) where kubeflat owns routes."""
+    return [h for h in hosts if h not in exclude and owned_utils.managed_host(model, h)]
+
+
+def kubeflat_hosts_not_done(hostvars, hosts, fact="__kubeflat_remove_done"):
+    """Hosts on which the removal did not finish (unreachable, or failed): ``fact`` unset."""
+    return [h for h in hosts if not (hostvars[h] or {}).get(fact)]
+
+
+def kubeflat_hosts_unreachable(hostvars, hosts, register):
+    """Hosts whose registered result ``register`` says they were unreachable."""
+    return [h for h in hosts if ((hostvars[h] or {}).get(register) or {}).get("unreachable")]
+
+
 class FilterModule(object):
     """kubeflat remove-node / reset filters."""
 
@@ -94,4 +109,7 @@ class FilterModule(object):
             "kubeflat_removal_names": kubeflat_removal_names,
             "kubeflat_model_without": kubeflat_model_without,
             "kubeflat_unpinned_nodes": kubeflat_unpinned_nodes,
+            "kubeflat_route_hosts": kubeflat_route_hosts,
+            "kubeflat_hosts_not_done": kubeflat_hosts_not_done,
+            "kubeflat_hosts_unreachable": kubeflat_hosts_unreachable,
         }
