@@ -25,6 +25,7 @@ linear in files: each iteration is a separate template action with its own check
 trip). Nothing here connects to any host: everything is delegated to localhost.
 """
 import argparse
+import gc
 import json
 import os
 import re
@@ -205,6 +206,7 @@ def action_run(dest, part, apps, model):
 
 
 def action_both(dest, apps, model):
+    gc.collect()  # start clean, as a freshly forked Ansible worker would
     start = time.perf_counter()
     validated = {"manifests": 0, "envoy": 0}
     files = 0
