@@ -15,7 +15,7 @@ HOST ?=
 CMD ?=
 LAB := $(PY) lab/kubeflat_lab.py
 
-.PHONY: help setup demo test lint unit integration molecule bench lab-up lab-down lab-play lab-exec lab-shell lab-status lab-restart
+.PHONY: help setup demo test lint unit integration molecule bench bench-ansible bench-specs lab-up lab-down lab-play lab-exec lab-shell lab-status lab-restart
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -43,6 +43,12 @@ molecule: setup ## molecule scenarios on the lab substrate
 
 bench: setup ## benchmarks (tests/bench): lab-up, ansible runs, rendering
 	@bash scripts/bench.sh
+
+bench-ansible: setup ## converged-run cost vs a bare ping: make bench-ansible ARGS='--rounds 5 fleet5'
+	@$(PY) tests/bench/bench_ansible.py $(ARGS)
+
+bench-specs: setup ## rendering 1,000 apps with the real checkers, cold and warm
+	@$(PY) tests/bench/bench_specs.py $(ARGS)
 
 lab-up: setup ## boot one node per inventory host: make lab-up INVENTORY=dir
 	@$(LAB) up --inventory "$(INVENTORY)"

@@ -16,14 +16,22 @@ if _UTILS not in sys.path:
 
 import kubeflat_model  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.errors import AnsibleFilterError  # noqa: E402  pylint: disable=wrong-import-position
+from ansible.utils.display import Display  # noqa: E402  pylint: disable=wrong-import-position
 
 
-def kubeflat_cluster_model(settings, hosts):
+def kubeflat_cluster_model(settings, hosts, input_errors=None, input_warnings=None):
     """The validated cluster model (kubeflat_model.build_model), built in the controller process.
 
     ``settings`` are the cluster-wide kubeflat_* inputs without the prefix, ``hosts`` the
-    output of ``kubeflat_host_inputs``. Bad input raises an error naming the variable and the
-    value, so the preflight stops before any host is touched."""
+    output of ``kubeflat_host_inputs``. ``input_errors`` / ``input_warnings`` are what
+    ``kubeflat_input_errors`` / ``kubeflat_input_warnings`` found in the role inputs: errors
+    stop the run first, warnings (probably misspelt variables) are shown. Bad input raises an
+    error naming the variable and the value, so the preflight stops before any host is
+    touched. One filter call, so the preflight is one task."""
+    for warning in input_warnings or []:
+        Display().warning("kubeflat: %s" % warning)
+    if input_errors:
+        raise AnsibleFilterError("kubeflat inputs are invalid: %s" % "; ".join(input_errors))
     try:
         return kubeflat_model.build_model(dict(settings), list(hosts))
     except kubeflat_model.ModelError as exc:

@@ -60,7 +60,14 @@ def timed(argv, env, cwd=ROOT):
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-3000:])
         raise SystemExit("benchmark command failed: %s" % " ".join(argv))
     changed = sum(int(m.group(3)) for m in RECAP.finditer(proc.stdout))
-    return elapsed, controller, other, changed
+    return elapsed, controller, other, changed, profile(proc.stdout)
+
+
+def profile(stdout, top=6):
+    """The slowest tasks of a run, from the profile_tasks callback's TASKS RECAP."""
+    tail = stdout.split("TASKS RECAP", 1)[-1] if "TASKS RECAP" in stdout else ""
+    lines = [ln.strip() for ln in tail.splitlines() if re.search(r"-+ \d+\.\d+s$", ln)]
+    return lines[:top]
 
 
 def commands(lab, inventory, root=ROOT):
@@ -143,6 +150,9 @@ def bench(fleet, rounds, baseline):
     noop = sorted(samples[cmds[1][0]])[len(samples[cmds[1][0]]) // 2]
     print("  CPU of the median no-op run: controller %.1f s, hosts and the rest %.1f s"
           % (noop[1], noop[2]))
+    print("  slowest tasks of the median no-op run (profile_tasks, wall time per task over all hosts):")
+    for line in noop[4]:
+        print("    " + line)
     if base:
         print("  baseline %s: first converge %.1f s (changed=%d), no-op site.yml %.1f s"
               % (baseline, base[0][0], base[0][3], base[1][0]))
