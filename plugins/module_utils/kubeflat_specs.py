@@ -46,11 +46,13 @@ try:
         EnvoyError, check_port, cluster_name, envoy_options, headless_name, ingress_bootstrap,
         outside_balancer_bootstrap, sidecar_bootstrap, cluster_resolvers, ingress_pre_stop,
         ingress_drain_seconds)
+    from ansible.module_utils.kubeflat_restart import restart_annotations
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_envoy import (  # type: ignore
         EnvoyError, check_port, cluster_name, envoy_options, headless_name, ingress_bootstrap,
         outside_balancer_bootstrap, sidecar_bootstrap, cluster_resolvers, ingress_pre_stop,
         ingress_drain_seconds)
+    from kubeflat_restart import restart_annotations  # type: ignore
 
 __metaclass__ = type
 
@@ -70,6 +72,8 @@ SETTINGS_DEFAULTS = {
     "envoy_uid": 101,
     "envoy_resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                         "limits": {"memory": "128Mi"}},
+    # {app: time} of the last app_specs_restart (kubeflat_restart.py): the restart annotation.
+    "restarts": {},
 }
 INGRESS_DEFAULTS = {
     "namespace": "kubeflat-ingress",
@@ -266,6 +270,10 @@ def spec_settings(raw=None):
         raise SpecError("app_specs_envoy_image", cfg["envoy_image"], "must be an image reference")
     cfg["envoy_uid"] = _int(cfg["envoy_uid"], "app_specs_envoy_uid", 1, 2 ** 31 - 1)
     cfg["envoy_resources"] = _resources(cfg["envoy_resources"], "app_specs_envoy_resources")
+    if not isinstance(cfg["restarts"], dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in cfg["restarts"].items()):
+        raise SpecError("app_specs_restart", cfg["restarts"], "restart record must map app "
+                        "names to times (kubeflat_restart.restart_record)")
     try:
         envoy_options(cfg["envoy"], "app_specs_envoy")
     except EnvoyError as exc:
@@ -558,6 +566,7 @@ def app_bundle(app, settings):
                      "immutable": True, "data": {"envoy.yaml": envoy_text}})
     checksum = hashlib.sha256((app["config_yaml"] + "\0" + (envoy_text or "")).encode("utf-8"))
     annotations = {CHECKSUM_ANNOTATION: checksum.hexdigest()}
+    annotations.update(restart_annotations(settings["restarts"], app["name"]))
     env = [{"name": settings["config_env"], "value": app["config_yaml"]}]
     env += [{"name": u["env"], "value": "http://127.0.0.1:%d" % u["local_port"]}
             for u in app["upstreams"]]

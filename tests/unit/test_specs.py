@@ -424,3 +424,85 @@ def test_ingress_drains_before_it_stops():
     assert slow_pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][2].endswith(
         "sleep 32")
     assert slow_pod["terminationGracePeriodSeconds"] == 42
+
+
+# --- restart an app now (app_specs_restart, kubeflat_restart.py) ---------------------------
+
+RESTART = "kubectl.kubernetes.io/restartedAt"
+NOW = "2026-12-02T10:00:00Z"
+
+
+def _template_annotations(files, rel):
+    return [d["spec"]["template"]["metadata"]["annotations"]
+            for d in by_kind(docs(files[rel]), "Deployment")]
+
+
+def test_restart_annotates_only_the_named_app_and_the_record_keeps_it():
+    from kubeflat_restart import restart_record
+    plain = render()
+    record = restart_record(apps(), "catalog", {}, NOW)
+    assert record == {"catalog": NOW}
+    restarted = render(settings=dict(SETTINGS, restarts=record))
+    # Every Deployment of catalog (its memory spread too) rolls; web's file is byte-identical.
+    catalog = _template_annotations(restarted, "specs/shop/catalog.yaml")
+    assert len(catalog) == 3 and all(a[RESTART] == NOW for a in catalog)
+    assert all(CHECKSUM_ANNOTATION in a for a in catalog)
+    assert restarted["specs/shop/web.yaml"] == plain["specs/shop/web.yaml"]
+    assert restarted["specs/shop/catalog.yaml"] != plain["specs/shop/catalog.yaml"]
+    # A later run that names no app reads the record back: the same bytes, no new roll.
+    again = restart_record(apps(), "", record, "2026-12-03T09:00:00Z")
+    assert again == record
+    assert render(settings=dict(SETTINGS, restarts=again)) == restarted
+    # Naming it again rolls it again.
+    later = restart_record(apps(), "catalog", record, "2026-12-03T09:00:00Z")
+    assert _template_annotations(render(settings=dict(SETTINGS, restarts=later)),
+                                 "specs/shop/catalog.yaml")[0][RESTART] == "2026-12-03T09:00:00Z"
+
+
+def test_restart_names_several_apps_and_drops_apps_that_left():
+    from kubeflat_restart import restart_record
+    record = restart_record(apps(), " web ,catalog,web", {"gone": NOW}, NOW)
+    assert record == {"catalog": NOW, "web": NOW}
+
+
+@pytest.mark.parametrize("raw,value", [("nosuch", "nosuch"), ("web,nosuch", "nosuch"),
+                                       (12, 12)])
+def test_restart_of_an_unknown_app_is_refused_naming_variable_and_value(raw, value):
+    from kubeflat_restart import RestartError, restart_record
+    with pytest.raises(RestartError) as exc:
+        restart_record(apps(), raw, {}, NOW)
+    assert exc.value.var == "app_specs_restart" and exc.value.value == value
+    assert str(exc.value).startswith("app_specs_restart=%r" % (value,))
+
+
+def test_restart_filter_error_names_the_variable():
+    from ansible.errors import AnsibleFilterError
+    from restart import kubeflat_app_restarts
+    with pytest.raises(AnsibleFilterError) as exc:
+        kubeflat_app_restarts(apps(), "nosuch", None, NOW)
+    assert "app_specs_restart='nosuch': no such app in app_specs_apps (apps: web, catalog" \
+        in str(exc.value)
+
+
+def test_a_bad_restart_record_is_refused_naming_the_variable():
+    with pytest.raises(SpecError) as exc:
+        spec_settings({"restarts": {"web": 5}})
+    assert exc.value.var == "app_specs_restart"
+
+
+def test_restart_record_file_round_trips():
+    from kubeflat_restart import record_text, restart_record
+    record = {"catalog": NOW, "web": "2026-12-01T08:00:00Z"}
+    text = record_text(record)
+    assert yaml.safe_load(text) == record
+    assert restart_record(apps(), "", yaml.safe_load(text), NOW) == record
+
+
+def test_restarted_manifests_pass_kubernetes_validate():
+    from kubeflat_checkers import KubeValidator
+    from kubeflat_restart import restart_record
+    files = render(settings=dict(SETTINGS, restarts=restart_record(apps(), "web,catalog", {},
+                                                                   NOW)))
+    validator = KubeValidator("1.37.0", strict=True)
+    for rel in ("specs/shop/web.yaml", "specs/shop/catalog.yaml"):
+        assert validator.check(rel, files[rel]) == [], rel
