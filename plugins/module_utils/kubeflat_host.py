@@ -303,6 +303,8 @@ def _apply_files(plan):
             if item.get("validate"):
                 _validate_file(module, item, tmp)
             module.atomic_move(tmp, item["path"], unsafe_writes=False)
+            # atomic_move gives a replaced file the old file's owner: set what was asked.
+            os.chown(item["path"], ids[0], ids[1])
             os.chmod(item["path"], item["mode"])
         reload_units = reload_units or item["path"].startswith(SYSTEMD_DIR)
     return reload_units
