@@ -26,11 +26,6 @@ def kubeflat_route_items(model, host, source_routes=None, persist_path=None, uni
         unit_name=unit_name or kubeflat_routes.UNIT_NAME)
 
 
-def kubeflat_route_managed(model, host):
-    """Whether kubeflat owns pod routes on this host."""
-    return kubeflat_routes.managed_host(model, host)
-
-
 def kubeflat_refused(hostvars, play_hosts_all, play_hosts, register):
     """Hosts of a stage's check that failed for a reason other than being unreachable, as
     ``"host: message"`` lines. An unreachable host must not hold reachable hosts hostage; a
@@ -52,6 +47,5 @@ class FilterModule(object):
     def filters(self):
         return {
             "kubeflat_route_items": kubeflat_route_items,
-            "kubeflat_route_managed": kubeflat_route_managed,
             "kubeflat_refused": kubeflat_refused,
         }

@@ -18,11 +18,12 @@ import grp
 import os
 import platform
 import pwd
+import shutil
 import tempfile
 
 from ansible.module_utils.kubeflat_items import (
-    ConvergeError, active_swaps, change, check_require, file_diff, fstab_swap_off,
-    installed_packages, package_selections, plan_file, plan_holds, plan_packages, plan_sysctl,
+    ConvergeError, active_swaps, backup_path, change, check_require, file_diff, fstab_swap_off,
+    installed_packages, package_selections, plan_backup, plan_file, plan_holds, plan_packages, plan_sysctl,
     plan_unit, report_lines, sysctl_path, validate_file, validate_packages, validate_require,
     validate_sysctl, validate_unit, plan_dir, validate_dir)
 from ansible.module_utils.kubeflat_nodeprep import (
@@ -202,6 +203,10 @@ def _plan_files(plan, files):
         ids = _ids(item) if item["state"] == "present" else (0, 0)
         current = _read(item["path"])
         found = plan_file(item, current, _stat(item["path"]), ids)
+        if found and item["state"] == "present":
+            kept = plan_backup(item, current, os.path.exists(backup_path(item["path"])))
+            found = kept + found
+            item["keep_original"] = bool(kept)
         if found:
             plan.files.append((item, ids))
             plan.changes.extend(found)
@@ -299,6 +304,11 @@ def _apply_files(plan):
         if item["state"] == "absent":
             os.unlink(item["path"])
         else:
+            if item.get("keep_original"):
+                kept = backup_path(item["path"])
+                if not os.path.isdir(os.path.dirname(kept)):
+                    os.makedirs(os.path.dirname(kept), 0o700)
+                shutil.copy2(item["path"], kept)
             tmp = _write_text(module, item["path"], item["content"], item["mode"], ids)
             if item.get("validate"):
                 _validate_file(module, item, tmp)

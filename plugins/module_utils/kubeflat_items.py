@@ -25,6 +25,13 @@ _SYSCTL_NAME = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_*-]+)+$")
 _PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
 _UNIT_NAME = re.compile(r"^[A-Za-z0-9:_.@-]+\.(service|socket|timer|target|path|mount)$")
 SECRET_TEXT = "(secret content not shown)\n"
+# Where the original of a file kubeflat replaces is kept (file items with backup: true), so
+# remove-node / reset can put it back (kubeflat_owned).
+BACKUP_DIR = "/var/lib/kubeflat/backup"
+
+
+def backup_path(path):
+    return BACKUP_DIR + path
 
 
 class ConvergeError(ValueError):
@@ -71,6 +78,7 @@ def validate_file(item):
         "group": item.get("group") or "root",
         "secret": bool(item.get("secret")),
         "validate": item.get("validate") or "",
+        "backup": bool(item.get("backup")),
     }
 
 
@@ -95,6 +103,13 @@ def plan_file(item, current, st, ids):
         out.append(change("file", path, "owner", "%d:%d -> %s:%s" % (
             st.st_uid, st.st_gid, item["owner"], item["group"])))
     return out
+
+
+def plan_backup(item, current, backup_exists):
+    """Keep the original the first time kubeflat replaces a file it did not write."""
+    if item["backup"] and current is not None and current != item["content"] and not backup_exists:
+        return [change("file", backup_path(item["path"]), "backup", "original of %s" % item["path"])]
+    return []
 
 
 def file_diff(item, current):
@@ -230,7 +245,7 @@ def report_lines(host, changes, check_mode):
     words = {"create": "create", "update": "update", "remove": "remove", "mode": "chmod",
              "owner": "chown", "set": "set", "install": "install", "enable": "enable",
              "disable": "disable", "add": "add", "replace": "replace", "delete": "delete", "start": "start", "hold": "hold",
-             "load": "load", "off": "turn off"}
+             "load": "load", "off": "turn off", "backup": "keep"}
     out = []
     for item in changes:
         detail = " (%s)" % item["detail"] if item.get("detail") else ""

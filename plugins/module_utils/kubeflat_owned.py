@@ -45,15 +45,16 @@ import posixpath
 
 try:
     from ansible.module_utils.kubeflat_errors import InputError
+    from ansible.module_utils.kubeflat_items import BACKUP_DIR
     from ansible.module_utils.kubeflat_routes import (
         PERSIST_PATH, RT_PROTOS_PATH, UNIT_NAME, managed_host)
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_errors import InputError  # type: ignore
+    from kubeflat_items import BACKUP_DIR  # type: ignore
     from kubeflat_routes import PERSIST_PATH, RT_PROTOS_PATH, UNIT_NAME, managed_host  # type: ignore
 
 __metaclass__ = type
 
-BACKUP_DIR = "/var/lib/kubeflat/backup"
 # playbooks/verify.yml's play vars (a unit test checks they agree).
 VERIFY_POD = "kubeflat-verify"
 VERIFY_UNIT = "kubeflat-verify-peer.service"

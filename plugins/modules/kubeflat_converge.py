@@ -70,6 +70,12 @@ options:
       validate:
         description: A checker run on the new content before it replaces the file; C(%s) is the new file.
         type: str
+      backup:
+        description:
+          - The first time the file is replaced, keep the original under C(/var/lib/kubeflat/backup)
+            (same path below it), so remove-node and reset can put it back.
+        type: bool
+        default: false
   sysctls:
     description: Runtime sysctls to set now (persist them with a file item under C(/etc/sysctl.d)).
     type: list

@@ -260,3 +260,15 @@ def test_dir_refusals_name_the_item(bad):
     with pytest.raises(ConvergeError) as exc:
         validate_dir({"path": bad})
     assert exc.value.kind == "dir" and exc.value.name == bad
+
+
+def test_the_original_is_kept_once_when_kubeflat_replaces_a_file():
+    from kubeflat_items import BACKUP_DIR, plan_backup
+    f = item(path="/etc/containerd/config.toml", backup=True)
+    kept = plan_backup(f, "# the distribution's\n", backup_exists=False)
+    assert kept == [{"kind": "file", "name": BACKUP_DIR + "/etc/containerd/config.toml",
+                     "action": "backup", "detail": "original of /etc/containerd/config.toml"}]
+    assert plan_backup(f, "# the distribution's\n", backup_exists=True) == []
+    assert plan_backup(f, None, backup_exists=False) == []           # nothing to keep
+    assert plan_backup(f, f["content"], backup_exists=False) == []   # not replaced
+    assert plan_backup(item(), "other\n", backup_exists=False) == []  # not asked for

@@ -1,5 +1,5 @@
 """Unit tests for plugins/filter/routes.py: the stage barrier and the route items filter."""
-from routes import kubeflat_refused, kubeflat_route_items, kubeflat_route_managed
+from routes import kubeflat_refused, kubeflat_route_items
 
 HOSTVARS = {
     "db1": {"__plan": {"failed": True, "msg": "kubeflat refuses route on host db1, prefix "
@@ -27,4 +27,4 @@ def test_route_items_filter_defaults_to_kubeflat_paths():
     items = kubeflat_route_items(model, "w1", None, None, None)
     assert items["routes"] == {"routes": [], "persist_path": "/etc/kubeflat/pod-routes.batch"}
     assert items["units"] == [{"name": "kubeflat-pod-routes.service"}]
-    assert kubeflat_route_managed(model, "w1") and not kubeflat_route_managed(model, "db1")
+    assert kubeflat_route_items(model, "db1", None, None, None) is None
