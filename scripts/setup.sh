@@ -11,7 +11,8 @@ ROOT=$(pwd)
 ANSIBLE_WHEEL_VERSION=12.3.0
 COLLECTIONS="ansible/posix community/general kubernetes/core"
 APT_PACKAGES="debootstrap systemd-container containernetworking-plugins iproute2 iptables nftables \
-openssh-client netcat-openbsd dnsmasq-base iputils-ping unzip procps psmisc python3-venv iperf3"
+openssh-client netcat-openbsd dnsmasq-base iputils-ping unzip procps psmisc python3-venv iperf3 \
+graphviz fonts-dejavu-core chromium"
 
 stamp_input() { cat requirements.txt scripts/setup.sh; }
 STAMP=.venv/.kubeflat-setup-$(stamp_input | sha256sum | cut -c1-16)
