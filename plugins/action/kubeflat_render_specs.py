@@ -126,6 +126,14 @@ class _Checkers:
                 raise _Fail(str(exc))
         return self._validator
 
+    def _check_manifests(self, manifests):
+        if not manifests:
+            return []
+        if self.in_process:
+            validator = self._kube_validator()
+            return [e for rel in sorted(manifests) for e in validator.check(rel, manifests[rel])]
+        return checkers.check_manifests_cli(self.kube, self.kube_version, manifests)
+
     def validate(self, manifests, configs):
         """Validate ``{rel: text}`` of each kind; raise _Fail naming what was refused."""
         tmp = tempfile.mkdtemp(prefix="kubeflat-validate-")
@@ -133,16 +141,17 @@ class _Checkers:
             with ThreadPoolExecutor(max_workers=checkers.workers()) as pool:
                 started = checkers.start_envoy_checks(self.envoy_binary, configs, pool, tmp) \
                     if configs else []
-                # Meanwhile, this thread checks the manifests (Envoy runs in its own processes).
-                if not manifests:
-                    errors = []
-                elif self.in_process:
-                    validator = self._kube_validator()
-                    errors = [e for rel in sorted(manifests)
-                              for e in validator.check(rel, manifests[rel])]
+                try:
+                    # Meanwhile, this thread checks the manifests (Envoy runs in processes).
+                    errors = self._check_manifests(manifests)
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+                if errors:  # refused already: do not wait for every Envoy check
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    refused = []
                 else:
-                    errors = checkers.check_manifests_cli(self.kube, self.kube_version, manifests)
-                refused = checkers.envoy_errors(started)
+                    refused = checkers.envoy_errors(started)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         if errors:

@@ -8,7 +8,7 @@ Asserts:
 * every rendered manifest passes `kubernetes-validate -k 1.37.0 --strict`, every rendered Envoy
   config passes the real `envoy --mode validate` (checked here independently of the role);
 * a second run reports changed=0 on every host (ansible-runner stats) and leaves every file
-  byte-identical;
+  byte-identical; the first run validated every file, the second none (validation record);
 * `--check --diff` with a changed catalog reports the change and writes nothing;
 * a bad catalog fails with a message naming the variable, before anything is written;
 * removing an app removes its files; `--tags envoy` and `--tags deploy` each work alone.
@@ -53,7 +53,12 @@ def run(render_dir, tags="specs", extravars=None, check=False, diff=False):
         with open(os.path.join(runner.config.artifact_dir, "stdout"), errors="replace") as fh:
             text = fh.read()
         # Read everything from the artifacts before they are removed below.
-        return types.SimpleNamespace(rc=runner.rc, stats=runner.stats or {}, text=text)
+        renders = [e["event_data"]["res"] for e in runner.events
+                   if e.get("event") == "runner_on_ok" and
+                   e.get("event_data", {}).get("task_action", "").endswith(
+                       "kubeflat_render_specs")]
+        return types.SimpleNamespace(rc=runner.rc, stats=runner.stats or {}, text=text,
+                                     renders=renders)
     finally:
         shutil.rmtree(pdd, ignore_errors=True)
 
@@ -124,12 +129,19 @@ def test_every_envoy_config_passes_the_real_envoy(rendered):
 
 
 def test_second_run_changes_nothing_and_is_byte_identical(rendered):
-    directory, _ = rendered
+    directory, first = rendered
     before = snapshot(directory)
     second = run(directory)
     assert second.rc == 0, second.text[-4000:]
     assert changed_hosts(second) == {}, second.text[-4000:]
     assert snapshot(directory) == before
+    # The first run validated every file of both parts; the second trusted the record.
+    assert len(first.renders) == len(second.renders) == 2
+    for cold, warm in zip(first.renders, second.renders):
+        kinds = {"manifests": len([f for f in cold["files"] if f.startswith("specs/")]),
+                 "envoy": len([f for f in cold["files"] if f.startswith("envoy/")])}
+        assert cold["validated"] == kinds and warm["validated"] == {"manifests": 0, "envoy": 0}
+        assert warm["validated_before"] == kinds and warm["files"] == cold["files"]
 
 
 def test_check_diff_shows_a_change_and_writes_nothing(rendered):
