@@ -13,9 +13,9 @@ PLAYBOOK ?= site.yml
 ARGS ?=
 HOST ?=
 CMD ?=
-LAB := $(PY) lab/kubeflat_lab.py
+LAB := $(PY) -m lab
 
-.PHONY: help setup demo test lint unit integration molecule bench bench-ansible bench-specs lab-up lab-down lab-play lab-exec lab-shell lab-status lab-restart
+.PHONY: help setup demo test lint unit integration molecule bench bench-ansible bench-specs bench-dataplane lab-up lab-down lab-play lab-exec lab-shell lab-status lab-restart
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -49,6 +49,9 @@ bench-ansible: setup ## converged-run cost vs a bare ping: make bench-ansible AR
 
 bench-specs: setup ## rendering 1,000 apps with the real checkers, cold and warm
 	@$(PY) tests/bench/bench_specs.py $(ARGS)
+
+bench-dataplane: setup ## iperf3/ping between real CNI pods: routed vs VXLAN, bare veth, NAT (ARGS='--rounds 5')
+	@$(PY) tests/bench/bench_dataplane.py $(ARGS)
 
 lab-up: setup ## boot one node per inventory host: make lab-up INVENTORY=dir
 	@$(LAB) up --inventory "$(INVENTORY)"

@@ -1,1 +1,5 @@
-"""kubeflat lab substrate: systemd-nspawn nodes in network namespaces (see lab/kubeflat_lab.py)."""
+""""""
+from .api import Lab
+from .common import LabError
+
+__all__ = ["Lab", "LabError"]

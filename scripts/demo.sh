@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 INVENTORY=${1:-inventories/lab}
 export PATH="$PWD/.venv/bin:$PATH"
-LAB=(.venv/bin/python lab/kubeflat_lab.py)
+LAB=(.venv/bin/python -m lab)
 
 echo "==> 1/4 lab: one systemd-nspawn node per host of $INVENTORY"
 "${LAB[@]}" up --inventory "$INVENTORY"

@@ -52,7 +52,7 @@ done
 # Tests tear down their own labs; in CI also sweep any lab a crashed test left behind
 # (not on a workstation, where it would stop labs someone else is using).
 if [ "${CI:-}" = true ]; then
-  .venv/bin/python lab/kubeflat_lab.py down --all >/dev/null 2>&1 || true
+  .venv/bin/python -m lab down --all >/dev/null 2>&1 || true
 fi
 left=$(ip netns list 2>/dev/null | grep -c '^kflab-' || true)
 [ "$left" -gt 0 ] && echo "note: $left lab network namespace(s) still present (ip netns list)"

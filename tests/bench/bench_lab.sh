@@ -6,7 +6,7 @@
 # Usage: tests/bench/bench_lab.sh [fleet5 fleet50 ...]   (run as root from anywhere)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-LAB=(.venv/bin/python lab/kubeflat_lab.py)
+LAB=(.venv/bin/python -m lab)
 fleets=("$@")
 [ ${#fleets[@]} -eq 0 ] && fleets=(fleet5 fleet50)
 

@@ -26,7 +26,7 @@ for path in (REPO, REPO / "plugins" / "module_utils", HERE):
 import yaml  # noqa: E402
 
 from edgelab import EdgeLab, format_trace, index_logs, trace, wait_for  # noqa: E402
-from lab.kubeflat_lab import Lab  # noqa: E402
+from lab import Lab  # noqa: E402
 
 
 def outside_hosts(inventory):

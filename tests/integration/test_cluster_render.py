@@ -186,7 +186,7 @@ def test_talos_stops_at_talosctl_and_fakes_nothing(tmp_path):
 def lab():
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
-    from lab.kubeflat_lab import Lab
+    from lab import Lab
     lab = Lab(REPO / "tests/integration/inventories/cluster", quiet=True)
     try:
         lab.up(fresh=True)

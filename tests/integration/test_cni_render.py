@@ -226,7 +226,7 @@ def write_lab_inventory(root: Path) -> Path:
 def lab(tmp_path_factory):
     if os.geteuid() != 0:
         pytest.skip("the lab needs root")
-    from lab.kubeflat_lab import Lab
+    from lab import Lab
     lab = Lab(write_lab_inventory(tmp_path_factory.mktemp("cni-inv")))
     try:
         lab.up()

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from edgelab import EdgeLab, format_trace, index_logs, trace, wait_for
-from lab.kubeflat_lab import Lab
+from lab import Lab
 from labrunner import assert_run_ok, output, run_playbook
 
 INVENTORY = Path(__file__).parent / "inventories" / "edge"

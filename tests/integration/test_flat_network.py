@@ -21,7 +21,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
-from lab.kubeflat_lab import Lab  # noqa: E402
+from lab import Lab  # noqa: E402
 from labrunner import assert_run_ok, host_summary, output, run_playbook  # noqa: E402
 
 INVENTORY = Path(__file__).parent / "inventories" / "flat"

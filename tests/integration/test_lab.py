@@ -15,7 +15,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-from lab.kubeflat_lab import Lab, LabError, list_netns, mounts_under, scan_procs  # noqa: E402
+from lab import Lab, LabError  # noqa: E402
+from lab.cleanup import mounts_under, scan_procs  # noqa: E402
+from lab.network import list_netns  # noqa: E402
 from labrunner import assert_run_ok, host_summary, run_playbook  # noqa: E402
 
 NETS = [ipaddress.ip_network("10.78.0.0/24"), ipaddress.ip_network("10.78.1.0/24")]
