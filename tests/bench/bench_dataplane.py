@@ -49,13 +49,7 @@ import time
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, ROOT)
 
-try:                        # the lab is becoming a package (issue 13, section 4)
-    from lab import Lab  # noqa: E402
-except ImportError:
-    try:
-        from lab.api import Lab  # noqa: E402
-    except ImportError:
-        from lab import Lab  # noqa: E402
+from lab import Lab  # noqa: E402
 
 INVENTORY = os.path.join(ROOT, "tests", "bench", "inventories", "dataplane")
 PODS_PLAYBOOK = os.path.join(ROOT, "tests", "integration", "edge_pods.yml")
