@@ -4,7 +4,7 @@
 Run: .venv/bin/python tests/bench/bench_specs.py [--apps 1000] [--rounds 3] [--naive-apps 25]
 
 Each round (--rounds, default 3), one after the other:
-  1. pure rendering (kubeflat_specs.render_apps + render_edge, in-process, no checker);
+  1. pure rendering (render_apps + render_edge, in-process, no checker);
   2. the real role path, cold: `ansible-playbook playbooks/render.yml` with the generated
      catalog into an EMPTY render dir (no validation record), i.e. one kubeflat_render_specs
      call per part that renders, validates every file (kubernetes-validate --strict,
@@ -45,7 +45,8 @@ sys.path.insert(0, os.path.join(ROOT, "plugins", "action"))
 import kubeflat_checkers  # noqa: E402
 import kubeflat_render_specs  # noqa: E402  (the action plugin)
 from kubeflat_model import build_model  # noqa: E402
-from kubeflat_specs import render_apps, render_edge  # noqa: E402
+from kubeflat_edge import render_edge  # noqa: E402
+from kubeflat_specs import render_apps  # noqa: E402
 
 NAIVE_TEMPLATE = """\
 ---
@@ -237,7 +238,8 @@ def naive_loop(work, apps, n):
     with open(naive_vars, "w") as fh:
         json.dump({"apps": naive_apps, "tpl_dir": tpl_dir, "out_dir": out_dir}, fh)
     base = [os.path.join(BIN, "ansible-playbook"), "-i", "localhost,", "-c", "local",
-            os.path.join(tpl_dir, "naive.yml"), "-e", "ansible_python_interpreter=" + sys.executable]
+            os.path.join(tpl_dir, "naive.yml"),
+            "-e", "ansible_python_interpreter=" + sys.executable]
     naive, _ = timed(base + ["-e", "@" + naive_vars], "naive loop")
     # An empty play's fixed cost, subtracted so only the per-file work is extrapolated.
     with open(os.path.join(tpl_dir, "empty.json"), "w") as fh:
@@ -325,8 +327,9 @@ def main():
                             stats(rows["cold"], n)))
         print("%-52s %s" % ("render.yml warm: nothing changed (changed=0)",
                             stats(rows["warm"], n)))
-        print("%-52s %s" % ("action plugin alone, cold (both parts)", stats(rows["action cold"], n)))
-        print("%-52s %s" % ("action plugin alone, warm (both parts)", stats(rows["action warm"], n)))
+        for label, key in (("action plugin alone, cold (both parts)", "action cold"),
+                           ("action plugin alone, warm (both parts)", "action warm")):
+            print("%-52s %s" % (label, stats(rows[key], n)))
         print("\n%-22s %12s %12s" % ("ms per app (median)", "cold", "warm"))
         for label, cold_key, warm_key in (("render.yml", "cold", "warm"),
                                           ("action plugin alone", "action cold", "action warm")):

@@ -46,7 +46,9 @@ static_resources:
     connect_timeout: 1s
     load_assignment:
       cluster_name: backend
-      endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}}]}]
+      endpoints:
+      - lb_endpoints:
+        - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: 8080}}}
 """
 ENVOY_BAD_DURATION = ENVOY_GOOD.replace("connect_timeout: 1s", "connect_timeout: soon")
 ENVOY_UNKNOWN_FIELD = ENVOY_GOOD.replace("  - name: backend", "  - name: backend\n    colour: blue")
