@@ -5,7 +5,7 @@
 
 The documentation (options, return values) is plugins/modules/kubeflat_render_specs.py.
 Everything runs in this controller process: no module is shipped, no Python is started per
-call. The logic lives in plugins/module_utils (kubeflat_specs / kubeflat_envoy build the files,
+call. The logic lives in plugins/module_utils (kubeflat_specs / kubeflat_edge build the files,
 kubeflat_checkers runs the real checkers and keeps the validation record); this file gathers
 the inputs, decides what to validate and write, and reports.
 """
@@ -31,8 +31,11 @@ if _UTILS not in sys.path:
 
 # pylint: disable=wrong-import-position
 import kubeflat_checkers as checkers  # noqa: E402
-from kubeflat_specs import (  # noqa: E402
-    EnvoyError, SpecError, manifest_order, render_apps, render_edge)
+from kubeflat_edge import render_edge  # noqa: E402
+from kubeflat_envoy import EnvoyError  # noqa: E402
+from kubeflat_manifests import manifest_order  # noqa: E402
+from kubeflat_spec_values import SpecError  # noqa: E402
+from kubeflat_specs import render_apps  # noqa: E402
 
 ARGUMENT_SPEC = dict(
     dest=dict(type="path", required=True),

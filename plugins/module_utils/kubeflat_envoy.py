@@ -4,7 +4,7 @@
 """Envoy bootstrap builders for kubeflat: sidecars, the ingress DaemonSet, the outside balancer.
 
 Pure functions that return Envoy v3 bootstrap configurations as plain dicts (serialise them
-with :func:`kubeflat_specs.dump_yaml` or ``yaml.safe_dump``). Nothing here reads files or
+with :func:`kubeflat_manifests.dump_yaml` or ``yaml.safe_dump``). Nothing here reads files or
 runs commands.
 
 Design (see docs/specs.md):
@@ -386,7 +386,7 @@ def sidecar_bootstrap(app, upstreams, opts):
 
     ``upstreams``: list of dicts ``{"service", "namespace", "host", "port", "local_port",
     "health_path"}`` (``host`` is the headless name, ``health_path`` None for a TCP check),
-    as produced by :func:`kubeflat_specs.validate_catalog`. ``opts`` from :func:`envoy_options`.
+    as produced by :func:`kubeflat_catalog.validate_catalog`. ``opts`` from :func:`envoy_options`.
     """
     if not upstreams:
         raise EnvoyError("app_specs_apps[%s].calls" % app, [], "a sidecar needs an upstream")

@@ -11,7 +11,8 @@ import pytest
 from kubeflat_cidr import UNUSABLE_NETWORKS, special_purpose
 from kubeflat_model import ModelError, build_model
 from kubeflat_names import label_problem, name_problem
-from kubeflat_specs import SpecError, spec_settings, validate_catalog
+from kubeflat_catalog import spec_settings, validate_catalog
+from kubeflat_spec_values import SpecError
 
 SETTINGS = {"cluster_name": "lab", "distribution": "kubeadm", "cni": "static",
             "pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12",

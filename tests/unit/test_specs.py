@@ -1,4 +1,5 @@
-"""Unit tests for plugins/module_utils/kubeflat_specs.py: catalog -> manifests, and refusals."""
+"""Unit tests for the spec builders (plugins/module_utils/kubeflat_specs.py, kubeflat_edge.py,
+kubeflat_coredns.py, kubeflat_catalog.py, ...): catalog -> manifests, and refusals."""
 import copy
 import hashlib
 import os
@@ -7,10 +8,12 @@ import pytest
 import yaml
 
 from kubeflat_model import build_model
-from kubeflat_specs import (
-    CHECKSUM_ANNOTATION, SpecError, content_hash, coredns_settings, corefile, dump_yaml,
-    format_memory, ingress_settings, manifest_order, parse_memory, render_apps, render_edge,
-    spec_settings)
+from kubeflat_catalog import spec_settings
+from kubeflat_coredns import coredns_settings, corefile
+from kubeflat_edge import ingress_settings, render_edge
+from kubeflat_manifests import CHECKSUM_ANNOTATION, content_hash, dump_yaml, manifest_order
+from kubeflat_spec_values import SpecError, format_memory, parse_memory
+from kubeflat_specs import render_apps
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "apps.yml")) as _fh:
