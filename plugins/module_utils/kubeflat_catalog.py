@@ -38,13 +38,13 @@ try:
         EnvoyError, cluster_resolvers, envoy_options, headless_name)
     from ansible.module_utils.kubeflat_manifests import dump_yaml
     from ansible.module_utils.kubeflat_spec_values import (
-        SpecError, parse_memory, spec_int, spec_label, spec_port, spec_resources)
+        SpecError, parse_memory, spec_int, spec_label, spec_port, spec_resources, with_defaults)
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_envoy import (  # type: ignore
         EnvoyError, cluster_resolvers, envoy_options, headless_name)
     from kubeflat_manifests import dump_yaml  # type: ignore
     from kubeflat_spec_values import (  # type: ignore
-        SpecError, parse_memory, spec_int, spec_label, spec_port, spec_resources)
+        SpecError, parse_memory, spec_int, spec_label, spec_port, spec_resources, with_defaults)
 
 __metaclass__ = type
 
@@ -92,13 +92,13 @@ def _probe(value, var, ports):
         raise SpecError("%s.path" % var, path, "must be an absolute HTTP path")
     probe = {"path": path, "port": port,
              "initial_delay_seconds": spec_int(value.get("initial_delay_seconds", 0),
-                                           "%s.initial_delay_seconds" % var, 0, 3600),
+                                               "%s.initial_delay_seconds" % var, 0, 3600),
              "period_seconds": spec_int(value.get("period_seconds", 5),
-                                    "%s.period_seconds" % var, 1, 3600),
+                                        "%s.period_seconds" % var, 1, 3600),
              "timeout_seconds": spec_int(value.get("timeout_seconds", 1),
-                                     "%s.timeout_seconds" % var, 1, 3600),
+                                         "%s.timeout_seconds" % var, 1, 3600),
              "failure_threshold": spec_int(value.get("failure_threshold", 3),
-                                       "%s.failure_threshold" % var, 1, 100)}
+                                           "%s.failure_threshold" % var, 1, 100)}
     if probe["timeout_seconds"] > probe["period_seconds"]:
         raise SpecError("%s.timeout_seconds" % var, probe["timeout_seconds"],
                         "longer than period_seconds %d" % probe["period_seconds"])
@@ -109,11 +109,7 @@ def _probe(value, var, ports):
 
 def spec_settings(raw=None):
     """Validate the role-level settings (``app_specs_*``) and fill in defaults."""
-    cfg = dict(SETTINGS_DEFAULTS)
-    cfg.update({k: v for k, v in (raw or {}).items() if v is not None})
-    unknown = sorted(set(cfg) - set(SETTINGS_DEFAULTS))
-    if unknown:
-        raise SpecError("app_specs_" + unknown[0], cfg[unknown[0]], "unknown setting")
+    cfg = with_defaults(raw, SETTINGS_DEFAULTS, "app_specs_")
     spec_label(cfg["namespace"], "app_specs_namespace")
     if not isinstance(cfg["config_env"], str) or not _ENV_NAME.match(cfg["config_env"]):
         raise SpecError("app_specs_config_env", cfg["config_env"],
@@ -178,7 +174,7 @@ def _app(raw, index, settings):
         raw.get("termination_grace_period_seconds", 30),
         var + ".termination_grace_period_seconds", 1, 3600)
     app["pre_stop_sleep_seconds"] = spec_int(raw.get("pre_stop_sleep_seconds", 10),
-                                         var + ".pre_stop_sleep_seconds", 0, 3600)
+                                             var + ".pre_stop_sleep_seconds", 0, 3600)
     if app["pre_stop_sleep_seconds"] >= app["termination_grace_period_seconds"]:
         raise SpecError(var + ".pre_stop_sleep_seconds", app["pre_stop_sleep_seconds"],
                         "must be shorter than termination_grace_period_seconds %d"

@@ -14,11 +14,12 @@ try:
     from ansible.module_utils.kubeflat_manifests import (
         CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, MANAGED_BY, content_hash, object_meta)
     from ansible.module_utils.kubeflat_spec_values import (
-        SpecError, spec_int, spec_port, spec_resources)
+        SpecError, spec_int, spec_port, spec_resources, with_defaults)
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_manifests import (  # type: ignore
         CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, MANAGED_BY, content_hash, object_meta)
-    from kubeflat_spec_values import SpecError, spec_int, spec_port, spec_resources  # type: ignore
+    from kubeflat_spec_values import (  # type: ignore
+        SpecError, spec_int, spec_port, spec_resources, with_defaults)
 
 __metaclass__ = type
 
@@ -35,12 +36,7 @@ COREDNS_DEFAULTS = {
 
 def coredns_settings(raw=None):
     """Validate ``envoy_ingress_coredns_*`` settings."""
-    cfg = dict(COREDNS_DEFAULTS)
-    cfg.update({k: v for k, v in (raw or {}).items() if v is not None})
-    unknown = sorted(set(cfg) - set(COREDNS_DEFAULTS))
-    if unknown:
-        raise SpecError("envoy_ingress_coredns_" + unknown[0], cfg[unknown[0]],
-                        "unknown setting")
+    cfg = with_defaults(raw, COREDNS_DEFAULTS, "envoy_ingress_coredns_")
     ports = {}
     for key in ("health_port", "ready_port", "metrics_port"):
         port = spec_port(cfg[key], "envoy_ingress_coredns_" + key)
@@ -50,7 +46,7 @@ def coredns_settings(raw=None):
         ports[port] = key
         cfg[key] = port
     cfg["cache_seconds"] = spec_int(cfg["cache_seconds"], "envoy_ingress_coredns_cache_seconds",
-                                0, 3600)
+                                    0, 3600)
     if not isinstance(cfg["replace_service"], bool):
         raise SpecError("envoy_ingress_coredns_replace_service", cfg["replace_service"],
                         "must be true or false")
@@ -91,7 +87,8 @@ def coredns_bundle(model, cfg):
     text = corefile(model, cfg)
     configmap = "coredns-%s" % content_hash(text)
     docs = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": object_meta("coredns", ns, labels)},
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": object_meta("coredns", ns, labels)},
         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
          "metadata": object_meta("system:coredns", None, labels),
          "rules": [

@@ -19,7 +19,7 @@ try:
         CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, ENVOY_CONFIG_PATH, MANAGED_BY, NAME_LABEL,
         content_hash, dump_all, dump_yaml, namespace_manifest, object_meta)
     from ansible.module_utils.kubeflat_spec_values import (
-        SpecError, spec_label, spec_port, spec_resources)
+        SpecError, spec_label, spec_port, spec_resources, with_defaults)
 except ImportError:  # unit tests and controller-side plugins import it directly
     from kubeflat_catalog import spec_settings, validate_catalog  # type: ignore
     from kubeflat_coredns import coredns_bundle, coredns_settings  # type: ignore
@@ -30,7 +30,7 @@ except ImportError:  # unit tests and controller-side plugins import it directly
         CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, ENVOY_CONFIG_PATH, MANAGED_BY, NAME_LABEL,
         content_hash, dump_all, dump_yaml, namespace_manifest, object_meta)
     from kubeflat_spec_values import (  # type: ignore
-        SpecError, spec_label, spec_port, spec_resources)
+        SpecError, spec_label, spec_port, spec_resources, with_defaults)
 
 __metaclass__ = type
 
@@ -44,11 +44,7 @@ INGRESS_DEFAULTS = {
 
 def ingress_settings(raw=None):
     """Validate ``envoy_ingress_*`` settings."""
-    cfg = dict(INGRESS_DEFAULTS)
-    cfg.update({k: v for k, v in (raw or {}).items() if v is not None})
-    unknown = sorted(set(cfg) - set(INGRESS_DEFAULTS))
-    if unknown:
-        raise SpecError("envoy_ingress_" + unknown[0], cfg[unknown[0]], "unknown setting")
+    cfg = with_defaults(raw, INGRESS_DEFAULTS, "envoy_ingress_")
     spec_label(cfg["namespace"], "envoy_ingress_namespace")
     listeners = cfg["listeners"]
     if not isinstance(listeners, list) or not listeners:
@@ -152,7 +148,7 @@ def ingress_bundle(catalog, settings, ingress, model):
         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": object_meta(configmap, ns, labels),
          "immutable": True, "data": {"envoy.yaml": envoy_text}},
         {"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": object_meta("envoy-ingress", ns,
-                                                                          labels),
+                                                                               labels),
          "spec": {
              "selector": {"matchLabels": labels},
              "updateStrategy": {"type": "RollingUpdate",

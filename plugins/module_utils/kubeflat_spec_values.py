@@ -31,6 +31,17 @@ class SpecError(InputError):
     """An invalid catalog entry or setting; the message names the variable."""
 
 
+def with_defaults(raw, defaults, prefix):
+    """``defaults`` updated with the settings given (None means unset); an unknown key is
+    refused as ``<prefix><key>``."""
+    cfg = dict(defaults)
+    cfg.update({k: v for k, v in (raw or {}).items() if v is not None})
+    unknown = sorted(set(cfg) - set(defaults))
+    if unknown:
+        raise SpecError(prefix + unknown[0], cfg[unknown[0]], "unknown setting")
+    return cfg
+
+
 def spec_int(value, var, low, high):
     if isinstance(value, bool):
         raise SpecError(var, value, "must be an integer")
@@ -104,5 +115,5 @@ def spec_resources(value, var):
     return out
 
 
-__all__ = ["SpecError", "spec_int", "spec_port", "spec_label", "parse_memory", "format_memory",
-           "spec_resources"]
+__all__ = ["SpecError", "with_defaults", "spec_int", "spec_port", "spec_label", "parse_memory",
+           "format_memory", "spec_resources"]
