@@ -8,8 +8,6 @@ from __future__ import absolute_import, division, print_function
 import os
 import sys
 
-import yaml
-
 from ansible.errors import AnsibleFilterError
 
 __metaclass__ = type
@@ -18,27 +16,22 @@ _UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_
 if _UTILS not in sys.path:
     sys.path.insert(0, _UTILS)
 
+import kubeflat_inputs  # noqa: E402  pylint: disable=wrong-import-position
 import kubeflat_owned as owned_utils  # noqa: E402  pylint: disable=wrong-import-position
 
 ROLES_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                           "..", "..", "roles"))
-_DEFAULTS = {}
 
 
 def role_defaults(roles_dir=ROLES_DIR):
-    """The settings kubeflat_owned reads, from the roles' own defaults files (read once)."""
-    if roles_dir not in _DEFAULTS:
-        merged = dict(owned_utils.SETTINGS)
-        for role in ("cni_static", "outside_routes", "node_prep", "kubeadm"):
-            path = os.path.join(roles_dir, role, "defaults", "main.yml")
-            try:
-                with open(path) as handle:
-                    data = yaml.safe_load(handle) or {}
-            except (IOError, OSError):
-                continue
-            merged.update({k: v for k, v in data.items() if k in owned_utils.SETTINGS})
-        _DEFAULTS[roles_dir] = merged
-    return _DEFAULTS[roles_dir]
+    """The settings kubeflat_owned reads, from the roles' own defaults files (the same cached
+    load the preflight's input check does: kubeflat_inputs.load_role_specs)."""
+    merged = dict(owned_utils.SETTINGS)
+    specs = kubeflat_inputs.load_role_specs(roles_dir)
+    for role in ("cni_static", "outside_routes", "node_prep", "kubeadm"):
+        defaults = (specs.get(role) or {}).get("defaults") or {}
+        merged.update({k: v for k, v in defaults.items() if k in owned_utils.SETTINGS})
+    return merged
 
 
 def kubeflat_owned(model, host, host_vars=None):
