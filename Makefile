@@ -15,7 +15,7 @@ HOST ?=
 CMD ?=
 LAB := $(PY) -m lab
 
-.PHONY: help setup demo test lint unit integration molecule bench bench-ansible bench-specs bench-dataplane lab-up lab-down lab-play lab-exec lab-shell lab-status lab-restart
+.PHONY: help setup demo test lint sanity unit integration molecule bench bench-ansible bench-specs bench-dataplane lab-up lab-down lab-play lab-exec lab-shell lab-status lab-restart
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s "$$(printf '\t')"
@@ -31,6 +31,9 @@ test: setup ## lint, unit, integration (lab) and molecule tests; CI runs exactly
 
 lint: setup ## ansible-lint (production profile) and yamllint
 	@bash scripts/test.sh lint
+
+sanity: setup ## ansible-test sanity on the built collection (no containers; exceptions in tests/sanity)
+	@bash scripts/sanity.sh
 
 unit: setup ## unit tests of plugins/
 	@bash scripts/test.sh unit

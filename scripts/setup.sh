@@ -14,9 +14,17 @@ APT_PACKAGES="debootstrap systemd-container containernetworking-plugins iproute2
 openssh-client netcat-openbsd dnsmasq-base iputils-ping unzip procps psmisc python3-venv iperf3 \
 graphviz fonts-dejavu-core chromium"
 
+# The repo root is the collection kubeflat.cluster: link it where Ansible (and the unit tests)
+# find collections, so a clone runs its own modules, filters and roles by their FQCN.
+link_collection() {
+  mkdir -p collections/ansible_collections/kubeflat
+  ln -sfn ../../.. collections/ansible_collections/kubeflat/cluster
+}
+
 stamp_input() { cat requirements.txt scripts/setup.sh; }
 STAMP=.venv/.kubeflat-setup-$(stamp_input | sha256sum | cut -c1-16)
 if [ -f "$STAMP" ] && [ -d collections/ansible_collections ]; then
+  link_collection
   echo "setup: up to date ($STAMP)"; exit 0
 fi
 
@@ -45,6 +53,12 @@ if [ ! -d collections/ansible_collections ]; then
   done
   rm -rf collections && mv collections.tmp collections && rm -rf "$tmp"
 fi
+link_collection
+# ansible-test sanity (make sanity) bootstraps pip in its venvs with get-pip.py from a host that
+# is unreachable here; scripts/get_pip.py does the same from the package index.
+pip_cache=$HOME/.ansible/test/cache
+mkdir -p "$pip_cache"
+for v in 24_2; do cp scripts/get_pip.py "$pip_cache/get_pip_$v.py"; done
 rm -f .venv/.kubeflat-setup-*
 touch "$STAMP"
 echo "setup: done (venv: $ROOT/.venv, collections: $ROOT/collections)"

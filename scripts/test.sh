@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The test suite behind `make test` (CI runs exactly this via .ci/run).
-# Usage: scripts/test.sh [lint|unit|integration|molecule]...   (default: all, in that order)
+# Usage: scripts/test.sh [lint|unit|sanity|integration|molecule]...   (default: all, in that order)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
@@ -10,7 +10,7 @@ export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0
 # A skipped test is a failed test here: make setup installs every prerequisite.
 export KUBEFLAT_STRICT_SKIPS=1
 phases=("$@")
-[ ${#phases[@]} -eq 0 ] && phases=(lint unit integration molecule)
+[ ${#phases[@]} -eq 0 ] && phases=(lint unit sanity integration molecule)
 
 failed=()
 run_phase() {
@@ -44,6 +44,7 @@ for phase in "${phases[@]}"; do
   case $phase in
     lint) run_phase lint lint ;;
     unit) run_phase unit pytest -q tests/unit ;;
+    sanity) run_phase sanity bash scripts/sanity.sh ;;
     integration) run_phase integration pytest -q -p no:cacheprovider tests/integration ;;
     molecule) run_phase molecule molecule_all ;;
     *) echo "unknown phase $phase"; exit 2 ;;

@@ -5,16 +5,10 @@
 
 from __future__ import absolute_import, division, print_function
 
-import os
-import sys
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
-
-import kubeflat_bgp  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_bgp
 from ansible.errors import AnsibleFilterError  # noqa: E402  pylint: disable=wrong-import-position
 
 
@@ -45,7 +39,7 @@ class FilterModule(object):
 
     def filters(self):
         return {
-            "kubeflat_bgp_bird_config": kubeflat_bgp_bird_config,
-            "kubeflat_bgp_routed_outside": kubeflat_bgp_routed_outside,
-            "kubeflat_bgp_cilium_objects": kubeflat_bgp_cilium_objects,
+            "bgp_bird_config": kubeflat_bgp_bird_config,
+            "bgp_routed_outside": kubeflat_bgp_routed_outside,
+            "bgp_cilium_objects": kubeflat_bgp_cilium_objects,
         }

@@ -6,19 +6,13 @@
 from __future__ import absolute_import, division, print_function
 
 import json
-import os
-import sys
 
 import yaml
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
-
-import kubeflat_kubeadm  # noqa: E402  pylint: disable=wrong-import-position
-import kubeflat_talos  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_kubeadm
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_talos
 
 try:
     from ansible.errors import AnsibleFilterError
@@ -59,7 +53,7 @@ def kubeflat_kubeadm_documents(model, name, secrets, settings=None):
 
 
 def kubeflat_file_entries(docs_by_path, base, mode="0644"):
-    """{relative path: [docs]} -> [{path, content, mode}] for kubeflat_cluster_files (sorted)."""
+    """{relative path: [docs]} -> [{path, content, mode}] for kubeflat.cluster.cluster_files (sorted)."""
     docs_by_path = _plain(docs_by_path)
     return [{"path": "%s/%s" % (base, rel), "content": kubeflat_yaml_documents(docs_by_path[rel]),
              "mode": mode} for rel in sorted(docs_by_path)]
@@ -157,21 +151,21 @@ class FilterModule(object):
 
     def filters(self):
         return {
-            "kubeflat_yaml_documents": kubeflat_yaml_documents,
-            "kubeflat_file_entries": kubeflat_file_entries,
-            "kubeflat_kubeadm_node_files": kubeflat_kubeadm_node_files,
-            "kubeflat_kubeadm_documents": kubeflat_kubeadm_documents,
-            "kubeflat_kubeadm_role": kubeflat_kubeadm_role,
-            "kubeflat_kubeadm_commands": kubeflat_kubeadm_commands,
-            "kubeflat_kubelet_reserved": kubeflat_kubelet_reserved,
-            "kubeflat_kubelet_patch": kubeflat_kubelet_patch,
-            "kubeflat_lb_enabled": kubeflat_lb_enabled,
-            "kubeflat_apiserver_lb": kubeflat_apiserver_lb,
-            "kubeflat_ca_cert_hash": kubeflat_ca_cert_hash,
-            "kubeflat_talos_patches": kubeflat_talos_patches,
-            "kubeflat_talos_node_patch": kubeflat_talos_node_patch,
-            "kubeflat_talos_reserved": kubeflat_talos_reserved,
-            "kubeflat_talos_plan": kubeflat_talos_plan,
-            "kubeflat_talos_plan_text": kubeflat_talos_plan_text,
-            "kubeflat_talos_schema_errors": kubeflat_talos_schema_errors,
+            "yaml_documents": kubeflat_yaml_documents,
+            "file_entries": kubeflat_file_entries,
+            "kubeadm_node_files": kubeflat_kubeadm_node_files,
+            "kubeadm_documents": kubeflat_kubeadm_documents,
+            "kubeadm_role": kubeflat_kubeadm_role,
+            "kubeadm_commands": kubeflat_kubeadm_commands,
+            "kubelet_reserved": kubeflat_kubelet_reserved,
+            "kubelet_patch": kubeflat_kubelet_patch,
+            "lb_enabled": kubeflat_lb_enabled,
+            "apiserver_lb": kubeflat_apiserver_lb,
+            "ca_cert_hash": kubeflat_ca_cert_hash,
+            "talos_patches": kubeflat_talos_patches,
+            "talos_node_patch": kubeflat_talos_node_patch,
+            "talos_reserved": kubeflat_talos_reserved,
+            "talos_plan": kubeflat_talos_plan,
+            "talos_plan_text": kubeflat_talos_plan_text,
+            "talos_schema_errors": kubeflat_talos_schema_errors,
         }

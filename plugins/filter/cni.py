@@ -10,10 +10,8 @@ YAML serialisation. Invalid options raise an error whose message names the varia
 from __future__ import absolute_import, division, print_function
 
 import json
-import os
 import shlex
 import shutil
-import sys
 
 import yaml
 
@@ -21,13 +19,9 @@ from ansible.errors import AnsibleFilterError
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
-
-import kubeflat_cilium  # noqa: E402  pylint: disable=wrong-import-position
-import kubeflat_cni_checks  # noqa: E402  pylint: disable=wrong-import-position
-import kubeflat_flannel  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_cilium
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_cni_checks
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_flannel
 
 
 def _plain(data):

@@ -5,18 +5,12 @@
 
 from __future__ import absolute_import, division, print_function
 
-import os
-import sys
 
 from ansible.errors import AnsibleFilterError
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
-
-import kubeflat_cni_static  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_cni_static
 
 
 def kubeflat_cni_static_conflist(model, node_name, bridge="cni0", network_name="kubeflat",
@@ -33,4 +27,4 @@ class FilterModule(object):
     """kubeflat static CNI filters."""
 
     def filters(self):
-        return {"kubeflat_cni_static_conflist": kubeflat_cni_static_conflist}
+        return {"cni_static_conflist": kubeflat_cni_static_conflist}

@@ -56,15 +56,10 @@ _value:
 """
 
 import os
-import sys
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
-
-import kubeflat_inputs  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_inputs
 
 ROLES_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                           "..", "..", "roles"))
@@ -87,6 +82,6 @@ class FilterModule(object):
 
     def filters(self):
         return {
-            "kubeflat_input_errors": kubeflat_input_errors,
-            "kubeflat_input_warnings": kubeflat_input_warnings,
+            "input_errors": kubeflat_input_errors,
+            "input_warnings": kubeflat_input_warnings,
         }

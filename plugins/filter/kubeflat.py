@@ -5,16 +5,10 @@
 
 from __future__ import absolute_import, division, print_function
 
-import os
-import sys
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
-
-import kubeflat_model  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_model
 from ansible.errors import AnsibleFilterError  # noqa: E402  pylint: disable=wrong-import-position
 from ansible.utils.display import Display  # noqa: E402  pylint: disable=wrong-import-position
 
@@ -58,8 +52,8 @@ class FilterModule(object):
 
     def filters(self):
         return {
-            "kubeflat_cluster_model": kubeflat_cluster_model,
-            "kubeflat_host_inputs": kubeflat_host_inputs,
-            "kubeflat_peer_routes": kubeflat_peer_routes,
-            "kubeflat_node": kubeflat_node,
+            "cluster_model": kubeflat_cluster_model,
+            "host_inputs": kubeflat_host_inputs,
+            "peer_routes": kubeflat_peer_routes,
+            "node": kubeflat_node,
         }

@@ -6,18 +6,13 @@
 from __future__ import absolute_import, division, print_function
 
 import os
-import sys
 
 from ansible.errors import AnsibleFilterError
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
-
-import kubeflat_inputs  # noqa: E402  pylint: disable=wrong-import-position
-import kubeflat_owned as owned_utils  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_inputs
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_owned as owned_utils
 
 ROLES_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                           "..", "..", "roles"))
@@ -46,7 +41,7 @@ def kubeflat_owned(model, host, host_vars=None):
 
 
 def kubeflat_removal_items(items, backups=None):
-    """kubeflat_converge arguments that take back what kubeflat_owned listed. ``backups``:
+    """kubeflat.cluster.converge arguments that take back what kubeflat_owned listed. ``backups``:
     the registered results of slurping the backup files (a loop) or ``{path: text}``."""
     texts = {}
     if isinstance(backups, dict) and "results" in backups:
@@ -97,12 +92,12 @@ class FilterModule(object):
 
     def filters(self):
         return {
-            "kubeflat_owned": kubeflat_owned,
-            "kubeflat_removal_items": kubeflat_removal_items,
-            "kubeflat_removal_names": kubeflat_removal_names,
-            "kubeflat_model_without": kubeflat_model_without,
-            "kubeflat_unpinned_nodes": kubeflat_unpinned_nodes,
-            "kubeflat_route_hosts": kubeflat_route_hosts,
-            "kubeflat_hosts_not_done": kubeflat_hosts_not_done,
-            "kubeflat_hosts_unreachable": kubeflat_hosts_unreachable,
+            "owned": kubeflat_owned,
+            "removal_items": kubeflat_removal_items,
+            "removal_names": kubeflat_removal_names,
+            "model_without": kubeflat_model_without,
+            "unpinned_nodes": kubeflat_unpinned_nodes,
+            "route_hosts": kubeflat_route_hosts,
+            "hosts_not_done": kubeflat_hosts_not_done,
+            "hosts_unreachable": kubeflat_hosts_unreachable,
         }

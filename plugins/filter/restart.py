@@ -5,18 +5,12 @@
 
 from __future__ import absolute_import, division, print_function
 
-import os
-import sys
 
 from ansible.errors import AnsibleFilterError
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
-
-import kubeflat_restart  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_restart
 
 
 def kubeflat_app_restarts(apps, raw, previous, now):
@@ -38,6 +32,6 @@ class FilterModule(object):
 
     def filters(self):
         return {
-            "kubeflat_app_restarts": kubeflat_app_restarts,
-            "kubeflat_app_restarts_text": kubeflat_app_restarts_text,
+            "app_restarts": kubeflat_app_restarts,
+            "app_restarts_text": kubeflat_app_restarts_text,
         }

@@ -5,20 +5,14 @@
 
 from __future__ import absolute_import, division, print_function
 
-import os
-import sys
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
-
-import kubeflat_routes  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_routes
 
 
 def kubeflat_route_items(model, host, source_routes=None, persist_path=None, unit_name=None):
-    """kubeflat_converge arguments (routes, boot unit file, unit) for one host, or None when
+    """kubeflat.cluster.converge arguments (routes, boot unit file, unit) for one host, or None when
     kubeflat owns no routes there (see kubeflat_routes.route_items)."""
     return kubeflat_routes.route_items(
         model, host, source_routes,
@@ -46,6 +40,6 @@ class FilterModule(object):
 
     def filters(self):
         return {
-            "kubeflat_route_items": kubeflat_route_items,
-            "kubeflat_refused": kubeflat_refused,
+            "route_items": kubeflat_route_items,
+            "refused": kubeflat_refused,
         }

@@ -5,16 +5,10 @@
 
 from __future__ import absolute_import, division, print_function
 
-import os
-import sys
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
-
-import kubeflat_verify  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_verify
 
 
 def kubeflat_verify_cells(results, source, expected_source):
@@ -37,7 +31,7 @@ class FilterModule(object):
 
     def filters(self):
         return {
-            "kubeflat_verify_cells": kubeflat_verify_cells,
-            "kubeflat_verify_table": kubeflat_verify_table,
-            "kubeflat_verify_failed": kubeflat_verify_failed,
+            "verify_cells": kubeflat_verify_cells,
+            "verify_table": kubeflat_verify_table,
+            "verify_failed": kubeflat_verify_failed,
         }

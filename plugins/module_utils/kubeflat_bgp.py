@@ -22,10 +22,7 @@ from __future__ import absolute_import, division, print_function
 import ipaddress
 import re
 
-try:
-    from ansible.module_utils.kubeflat_errors import InputError
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_errors import InputError  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
 
 __metaclass__ = type
 

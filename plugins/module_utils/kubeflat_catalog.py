@@ -33,18 +33,11 @@ import re
 
 import yaml
 
-try:
-    from ansible.module_utils.kubeflat_envoy import (
-        EnvoyError, cluster_resolvers, envoy_options, headless_name)
-    from ansible.module_utils.kubeflat_manifests import dump_yaml
-    from ansible.module_utils.kubeflat_spec_values import (
-        SpecError, parse_memory, spec_int, spec_label, spec_port, spec_resources, with_defaults)
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_envoy import (  # type: ignore
-        EnvoyError, cluster_resolvers, envoy_options, headless_name)
-    from kubeflat_manifests import dump_yaml  # type: ignore
-    from kubeflat_spec_values import (  # type: ignore
-        SpecError, parse_memory, spec_int, spec_label, spec_port, spec_resources, with_defaults)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import (
+    EnvoyError, cluster_resolvers, envoy_options, headless_name)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import dump_yaml
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import (
+    SpecError, parse_memory, spec_int, spec_label, spec_port, spec_resources, with_defaults)
 
 __metaclass__ = type
 

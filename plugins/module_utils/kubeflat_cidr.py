@@ -10,10 +10,7 @@ so callers (the cluster model, the route module, filters) can pass it straight t
 
 from __future__ import absolute_import, division, print_function
 
-try:
-    from ansible.module_utils.kubeflat_errors import InputError
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_errors import InputError  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
 
 import ipaddress
 

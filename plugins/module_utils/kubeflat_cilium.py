@@ -23,27 +23,17 @@ Options are the role's ``cni_cilium_*`` variables without the prefix; invalid on
 
 from __future__ import absolute_import, division, print_function
 
-try:
-    from ansible.module_utils.kubeflat_errors import InputError
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_errors import InputError  # type: ignore
-try:
-    from ansible.module_utils.kubeflat_options import (
-        check_bool, check_str_list, merge_options, valid_registry)
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_options import (  # type: ignore
-        check_bool, check_str_list, merge_options, valid_registry)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_options import (
+    check_bool, check_str_list, merge_options, valid_registry)
 
 import copy
 import ipaddress
 import re
 
-try:
-    from ansible.module_utils.kubeflat_cidr import CidrError, parse_address, parse_network
-    from ansible.module_utils.kubeflat_bgp import cilium_bgp_values
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_cidr import CidrError, parse_address, parse_network  # type: ignore
-    from kubeflat_bgp import cilium_bgp_values  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cidr import (
+    CidrError, parse_address, parse_network)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_bgp import cilium_bgp_values
 
 __metaclass__ = type
 
@@ -203,8 +193,8 @@ def validate_options(model, options):
     if opts["ipam_mode"] not in IPAM_MODES:
         raise CiliumError(_var("ipam_mode"), opts["ipam_mode"],
                           "must be one of %s" % ", ".join(IPAM_MODES))
-    if not isinstance(opts["version"], str) or not re.match(r"^\d+\.\d+\.\d+$",
-                                                           opts["version"]):
+    version = opts["version"]
+    if not isinstance(version, str) or not re.match(r"^\d+\.\d+\.\d+$", version):
         raise CiliumError(_var("version"), opts["version"],
                           "must be a pinned chart version like 1.19.2")
     for key in ("chart_ref", "release_name", "namespace"):

@@ -5,7 +5,7 @@
 
 Every check returns ``{"name", "ok", "cause", "fix", "detail"}``: when ``ok`` is false,
 ``cause`` says what is wrong on which node and ``fix`` says what to do about it. Facts are
-gathered elsewhere (module ``kubeflat_cni_check`` on nodes, ``k8s_info``/``kubectl`` on the
+gathered elsewhere (module ``kubeflat.cluster.cni_check`` on nodes, ``k8s_info``/``kubectl`` on the
 controller); nothing here touches a host.
 """
 
@@ -14,10 +14,7 @@ from __future__ import absolute_import, division, print_function
 import ipaddress
 import json
 
-try:
-    from ansible.module_utils.kubeflat_cidr import CidrError, parse_network
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_cidr import CidrError, parse_network  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cidr import CidrError, parse_network
 
 __metaclass__ = type
 
@@ -67,8 +64,8 @@ def check_cni_plugins(node, bin_dirs, listing, required):
         for name in listing.get(directory) or []:
             found.setdefault(name, directory)
     missing = [p for p in required if p not in found]
-    where = ", ".join("%s (%s)" % (d, "missing" if listing.get(d) is None else
-                                    "%d plugins" % len(listing.get(d)))
+    where = ", ".join("%s (%s)" % (d, "missing" if listing.get(d) is None
+                                   else "%d plugins" % len(listing.get(d)))
                       for d in bin_dirs)
     detail = ", ".join("%s in %s" % (p, found[p]) for p in required if p in found)
     return result("cni_plugins", not missing,
@@ -187,15 +184,14 @@ def check_node_pod_cidrs(model, live_nodes=None):
         return result("node_pod_cidrs", False,
                       cause="nodes without a pod CIDR (spec.podCIDR) in %s: %s; flannel "
                             "fails with \"pod cidr not assigned\" and pods get no IP"
-                            % (source, ", ".join(missing + ["%s (not registered)" % a
-                                                             for a in absent])),
+                            % (source, ", ".join(missing + ["%s (not registered)" % a for a in absent])),
                       fix="a node that is not registered must join first (cluster stage); "
                           "for registered nodes let kubeflat set spec.podCIDR from the model "
                           "(cni_checks_assign_pod_cidrs: true with a kubeconfig), or run "
                           "kube-controller-manager with --allocate-node-cidrs=true "
                           "--cluster-cidr=%s --node-cidr-mask-size=%s and declare the "
-                          "allocated CIDRs as kubeflat_node_pod_cidr" % (model["pod_cidr"],
-                                                                        model["node_pod_prefix"]))
+                          "allocated CIDRs as kubeflat_node_pod_cidr"
+                          % (model["pod_cidr"], model["node_pod_prefix"]))
     if outside:
         return result("node_pod_cidrs", False,
                       cause="node pod CIDRs outside the cluster pod CIDR %s in %s: %s"
@@ -218,8 +214,7 @@ def check_node_pod_cidrs(model, live_nodes=None):
                               "node so kubeflat assigns the model's), and keep "
                               "kube-controller-manager's --allocate-node-cidrs=false")
     return result("node_pod_cidrs", True,
-                  detail="%d nodes with pod CIDRs in %s (%s)" % (len(entries),
-                                                                  model["pod_cidr"], source))
+                  detail="%d nodes with pod CIDRs in %s (%s)" % (len(entries), model["pod_cidr"], source))
 
 
 def pod_cidr_assignments(model, live_nodes):

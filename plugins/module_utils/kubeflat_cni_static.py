@@ -7,7 +7,7 @@ Pure functions. :func:`static_conflist` builds the conflist (as data) for the re
 of Debian's ``containernetworking-plugins``: bridge (``cni0``, gateway, no masquerade) with
 host-local IPAM on the node's pod CIDR, then portmap and loopback. :func:`plugin_config` gives
 the stdin of the n-th plugin of a conflist for CNI ADD/DEL (name, cniVersion and prevResult
-injected, as libcni does), so the ``kubeflat_cni_pod`` module can make real pods.
+injected, as libcni does), so the ``kubeflat.cluster.cni_pod`` module can make real pods.
 """
 
 from __future__ import absolute_import, division, print_function

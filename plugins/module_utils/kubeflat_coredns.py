@@ -10,16 +10,10 @@ from __future__ import absolute_import, division, print_function
 
 import hashlib
 
-try:
-    from ansible.module_utils.kubeflat_manifests import (
-        CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, MANAGED_BY, content_hash, object_meta)
-    from ansible.module_utils.kubeflat_spec_values import (
-        SpecError, spec_int, spec_port, spec_resources, with_defaults)
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_manifests import (  # type: ignore
-        CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, MANAGED_BY, content_hash, object_meta)
-    from kubeflat_spec_values import (  # type: ignore
-        SpecError, spec_int, spec_port, spec_resources, with_defaults)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import (
+    CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, MANAGED_BY, content_hash, object_meta)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import (
+    SpecError, spec_int, spec_port, spec_resources, with_defaults)
 
 __metaclass__ = type
 

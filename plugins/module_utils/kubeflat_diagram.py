@@ -4,7 +4,7 @@
 """A picture of the flat network: the cluster model (and live routes) in, a graph out.
 
 * :func:`live_routes` picks, per host, the freshest route check of this run out of the
-  registered ``kubeflat_converge`` results (``__outside_routes_result``/``_plan``,
+  registered ``kubeflat.cluster.converge`` results (``__outside_routes_result``/``_plan``,
   ``__cni_static_result``/``_plan``) and returns the kubeflat routes the host *has*;
 * :func:`build_graph` turns the model and those live routes into a plain description:
   segments (L2 networks, racks with BGP), nodes with their pod CIDRs, outside hosts, rack
@@ -26,10 +26,7 @@ from __future__ import absolute_import, division, print_function
 
 import ipaddress
 
-try:
-    from ansible.module_utils.kubeflat_routes import host_route_set
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_routes import host_route_set  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_routes import host_route_set
 
 __metaclass__ = type
 
@@ -82,7 +79,7 @@ def _usable(result):
 
 
 def have_from_result(result):
-    """The kubeflat routes a host has, from one registered ``kubeflat_converge`` result, or
+    """The kubeflat routes a host has, from one registered ``kubeflat.cluster.converge`` result, or
     None when the result says nothing about them.
 
     An applied (not check mode) result's ``routes`` are read back from the kernel after the
@@ -156,7 +153,7 @@ def _routers(model):
         return routers
     peer_lists = [(r["network"], r.get("peers") or []) for r in bgp.get("racks") or []]
     peer_lists += [(n["network"], n.get("peers") or [])
-                   for _, n in sorted((bgp.get("nodes") or {}).items())]
+                   for _unused, n in sorted((bgp.get("nodes") or {}).items())]
     for network, peers in peer_lists:
         for peer in peers:
             entry = routers.setdefault(peer["address"], {"address": peer["address"],
@@ -255,12 +252,14 @@ def build_graph(model, live=None, max_route_edges=MAX_ROUTE_EDGES):
             "checked_hosts": sorted(live)}
 
 
+def _has_via(route):
+    return " (has via %s)" % ", ".join(route["actual_via"]) if route["actual_via"] else ""
+
+
 def summary(graph):
     """Counts per route status, and one line per route that is not right."""
     counts = {s: len([r for r in graph["routes"] if r["status"] == s]) for s in STATUSES}
-    problems = ["%s: %s %s via %s%s" % (r["host"], r["status"], r["dest"], r["via"],
-                                         " (has via %s)" % ", ".join(r["actual_via"])
-                                         if r["actual_via"] else "")
+    problems = ["%s: %s %s via %s%s" % (r["host"], r["status"], r["dest"], r["via"], _has_via(r))
                 for r in graph["routes"] if r["status"] in ("missing", "wrong", "stale")]
     return counts, problems
 
@@ -318,9 +317,9 @@ def _segment_lines(graph, segment, index):
         title = "rack %s: %s" % (segment["rack"], segment["network"])
         if segment["asn"]:
             title += " (AS %s)" % segment["asn"]
-    lines = ["  subgraph %s {" % quote("cluster_%d" % index),
-             "    graph %s;" % _attrs(label=title, id="segment:%s" % segment["network"],
-                                 style="rounded", color="#607d8b", fontname="DejaVu Sans")]
+    attrs = _attrs(label=title, id="segment:%s" % segment["network"], style="rounded",
+                   color="#607d8b", fontname="DejaVu Sans")
+    lines = ["  subgraph %s {" % quote("cluster_%d" % index), "    graph %s;" % attrs]
     hosts = {h["name"]: h for h in graph["hosts"]}
     for name in segment["nodes"] + segment["outside"]:
         host = hosts[name]
@@ -354,7 +353,7 @@ def _route_label(route):
 
 def to_dot(graph):
     """The graph as Graphviz DOT text (deterministic)."""
-    counts, _ = summary(graph)
+    counts, _unused = summary(graph)
     title = "kubeflat cluster %s: cni %s, pod network %s%s" % (
         graph["cluster_name"], graph["cni"], graph["pod_cidr"], ", BGP racks" if graph["bgp"]
         else "")

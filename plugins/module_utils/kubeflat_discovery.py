@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: kubeflat contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Node pod CIDRs from a running cluster, as route sets for kubeflat_pod_routes.
+"""Node pod CIDRs from a running cluster, as route sets for kubeflat.cluster.converge.
 
 Two sources, as the API server returns them (plain JSON dicts):
 
@@ -20,10 +20,8 @@ from __future__ import absolute_import, division, print_function
 import ipaddress
 import json
 
-try:
-    from ansible.module_utils.kubeflat_cidr import CidrError, parse_address, parse_network
-except ImportError:  # unit tests import module_utils as plain modules
-    from kubeflat_cidr import CidrError, parse_address, parse_network  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cidr import (
+    CidrError, parse_address, parse_network)
 
 __metaclass__ = type
 

@@ -9,28 +9,16 @@ from __future__ import absolute_import, division, print_function
 
 import hashlib
 
-try:
-    from ansible.module_utils.kubeflat_catalog import spec_settings, validate_catalog
-    from ansible.module_utils.kubeflat_coredns import coredns_bundle, coredns_settings
-    from ansible.module_utils.kubeflat_envoy import (
-        cluster_resolvers, envoy_options, headless_name, ingress_bootstrap,
-        ingress_drain_seconds, ingress_pre_stop, outside_balancer_bootstrap)
-    from ansible.module_utils.kubeflat_manifests import (
-        CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, ENVOY_CONFIG_PATH, MANAGED_BY, NAME_LABEL,
-        content_hash, dump_all, dump_yaml, namespace_manifest, object_meta)
-    from ansible.module_utils.kubeflat_spec_values import (
-        SpecError, spec_label, spec_port, spec_resources, with_defaults)
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_catalog import spec_settings, validate_catalog  # type: ignore
-    from kubeflat_coredns import coredns_bundle, coredns_settings  # type: ignore
-    from kubeflat_envoy import (  # type: ignore
-        cluster_resolvers, envoy_options, headless_name, ingress_bootstrap,
-        ingress_drain_seconds, ingress_pre_stop, outside_balancer_bootstrap)
-    from kubeflat_manifests import (  # type: ignore
-        CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, ENVOY_CONFIG_PATH, MANAGED_BY, NAME_LABEL,
-        content_hash, dump_all, dump_yaml, namespace_manifest, object_meta)
-    from kubeflat_spec_values import (  # type: ignore
-        SpecError, spec_label, spec_port, spec_resources, with_defaults)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_catalog import spec_settings, validate_catalog
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_coredns import coredns_bundle, coredns_settings
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import (
+    cluster_resolvers, envoy_options, headless_name, ingress_bootstrap,
+    ingress_drain_seconds, ingress_pre_stop, outside_balancer_bootstrap)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import (
+    CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, ENVOY_CONFIG_PATH, MANAGED_BY, NAME_LABEL,
+    content_hash, dump_all, dump_yaml, namespace_manifest, object_meta)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import (
+    SpecError, spec_label, spec_port, spec_resources, with_defaults)
 
 __metaclass__ = type
 
@@ -153,10 +141,10 @@ def ingress_bundle(catalog, settings, ingress, model):
              "selector": {"matchLabels": labels},
              "updateStrategy": {"type": "RollingUpdate",
                                 "rollingUpdate": {"maxUnavailable": 1}},
-             "template": {"metadata": {"labels": dict(MANAGED_BY, **labels), "annotations": {
-                 CHECKSUM_ANNOTATION: hashlib.sha256(envoy_text.encode()).hexdigest()}},
-                 "spec": pod_spec},
-         }},
+             "template": {
+                 "metadata": {"labels": dict(MANAGED_BY, **labels), "annotations": {
+                     CHECKSUM_ANNOTATION: hashlib.sha256(envoy_text.encode()).hexdigest()}},
+                 "spec": pod_spec}}},
     ]
     return {"manifests": docs, "envoy": envoy, "envoy_text": envoy_text,
             "outside": outside, "outside_text": dump_yaml(outside),

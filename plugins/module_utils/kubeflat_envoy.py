@@ -28,10 +28,7 @@ Options (:data:`ENVOY_DEFAULTS`) are validated by :func:`envoy_options`; every r
 
 from __future__ import absolute_import, division, print_function
 
-try:
-    from ansible.module_utils.kubeflat_errors import InputError
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_errors import InputError  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
 
 import re
 

@@ -22,25 +22,15 @@ Options (the role's ``cni_flannel_*`` variables without the prefix) are validate
 
 from __future__ import absolute_import, division, print_function
 
-try:
-    from ansible.module_utils.kubeflat_errors import InputError
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_errors import InputError  # type: ignore
-try:
-    from ansible.module_utils.kubeflat_options import (
-        check_bool, check_str_list, merge_options, valid_registry)
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_options import (  # type: ignore
-        check_bool, check_str_list, merge_options, valid_registry)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_options import (
+    check_bool, check_str_list, merge_options, valid_registry)
 
 import copy
 import json
 import re
 
-try:
-    from ansible.module_utils.kubeflat_cidr import CidrError, parse_network
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_cidr import CidrError, parse_network  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cidr import CidrError, parse_network
 
 __metaclass__ = type
 

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: kubeflat contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The host side of ``kubeflat_converge``: read what a stage owns, plan it, apply the plan.
+"""The host side of ``kubeflat.cluster.converge``: read what a stage owns, plan it, apply the plan.
 
 All decisions are the pure functions of ``kubeflat_items``, ``kubeflat_routes`` and
 ``kubeflat_nodeprep``; this file reads the host (files, /proc, /sys, the dpkg status file,
@@ -21,14 +21,14 @@ import pwd
 import shutil
 import tempfile
 
-from ansible.module_utils.kubeflat_items import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_items import (
     ConvergeError, active_swaps, backup_path, change, check_require, file_diff, fstab_swap_off,
     installed_packages, package_selections, plan_backup, plan_file, plan_holds, plan_packages, plan_sysctl,
     plan_unit, report_lines, sysctl_path, validate_file, validate_packages, validate_require,
     validate_sysctl, validate_unit, plan_dir, validate_dir)
-from ansible.module_utils.kubeflat_nodeprep import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_nodeprep import (
     MODULE_INDICATORS, NodePrepError, indicator_present, module_state)
-from ansible.module_utils.kubeflat_routes import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_routes import (
     RouteError, batch_file, desired_lines, describe, owned_lines, parse_addresses, parse_routes,
     plan_changed, plan_routes, route_argv, rt_protos_file)
 
@@ -216,7 +216,7 @@ def _plan_files(plan, files):
 
 def _plan_dirs(plan, dirs):
     """Directories to remove: empty once this call's file removals (and deeper dirs) are done."""
-    going = set(i["path"] for i, _ in plan.files if i["state"] == "absent")
+    going = set(i["path"] for i, _unused in plan.files if i["state"] == "absent")
     for item in sorted((validate_dir(d) for d in dirs), key=lambda d: -d["path"].count("/")):
         path = item["path"]
         found = plan_dir(item, os.listdir(path) if os.path.isdir(path) else None, going)
@@ -255,7 +255,7 @@ def _plan_units(plan, units):
         found = plan_unit(item, enabled)
         if item["enabled"] and raw.get("started"):
             systemctl = systemctl or plan.module.get_bin_path("systemctl", required=True)
-            rc, _, _ = plan.module.run_command([systemctl, "is-active", "--quiet", item["name"]])
+            rc, _unused, _unused2 = plan.module.run_command([systemctl, "is-active", "--quiet", item["name"]])
             if rc != 0:
                 found.append(change("unit", item["name"], "start"))
         item["start"] = any(c["action"] == "start" for c in found)
@@ -345,7 +345,7 @@ def apply(plan, warnings):
         tmp = _write_text(module, FSTAB, plan.fstab, st.st_mode & 0o7777, (st.st_uid, st.st_gid))
         module.atomic_move(tmp, FSTAB, unsafe_writes=False)
     systemctl = None
-    if plan.units or any(i["path"].startswith(SYSTEMD_DIR) for i, _ in plan.files):
+    if plan.units or any(i["path"].startswith(SYSTEMD_DIR) for i, _unused in plan.files):
         systemctl = module.get_bin_path("systemctl", required=True)
     for item in plan.units:
         if not item["enabled"]:        # before its unit file may be removed below
@@ -402,7 +402,7 @@ def run(module):
                              reason=exc.reason)
     result = dict(changed=pending, pending=pending, changes=plan.changes,
                   report=report_lines(host, plan.changes, module.check_mode) + plan.notes,
-                  changed_paths=sorted(set(item["path"] for item, _ in plan.files)
+                  changed_paths=sorted(set(item["path"] for item, _unused in plan.files)
                                        | (set([FSTAB]) if plan.fstab is not None else set())),
                   package_versions=plan.versions, warnings_detail=warnings,
                   diff=plan.diff if pending else [])

@@ -40,18 +40,11 @@ try:
 except ImportError:  # pragma: no cover - ansible-core is a requirement of the controller
     ArgumentSpecValidator = None
 
-try:
-    from ansible.module_utils.kubeflat_cidr import parse_address, parse_network
-    from ansible.module_utils import kubeflat_envoy
-    from ansible.module_utils.kubeflat_envoy import EnvoyError, envoy_options
-    from ansible.module_utils.kubeflat_errors import InputError
-    from ansible.module_utils.kubeflat_names import label_problem, name_problem
-except ImportError:  # unit tests and controller-side plugins import them directly
-    from kubeflat_cidr import parse_address, parse_network  # type: ignore
-    import kubeflat_envoy  # type: ignore
-    from kubeflat_envoy import EnvoyError, envoy_options  # type: ignore
-    from kubeflat_errors import InputError  # type: ignore
-    from kubeflat_names import label_problem, name_problem  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cidr import parse_address, parse_network
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_envoy
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import EnvoyError, envoy_options
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_names import label_problem, name_problem
 
 __metaclass__ = type
 
@@ -397,9 +390,10 @@ def validate_inputs(specs, hosts_vars):
                         found.setdefault((name, "(unset)", "required, but not set"),
                                          set()).add(host)
                     continue
+                # Any templating error of the value is reported as a problem of that variable.
                 try:
                     value = _plain(hv[name])
-                except Exception as exc:  # pylint: disable=broad-except - templating errors
+                except Exception as exc:  # pylint: disable=broad-except
                     found.setdefault((name, "(template)", "cannot be templated: %s" % exc),
                                      set()).add(host)
                     continue

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What one stage owns on one host, planned item by item: files, sysctls, packages, units.
 
-Pure functions, no I/O. The module ``kubeflat_converge`` reads the host's state (file bytes
+Pure functions, no I/O. The module ``kubeflat.cluster.converge`` reads the host's state (file bytes
 and modes, /proc/sys values, the dpkg status file, systemd ``.wants`` links), asks these
 functions what would change, and applies exactly that. Routes are planned by
 ``kubeflat_routes``; this file covers everything else a stage owns.

@@ -23,10 +23,7 @@ kubeflat_model.py) and a few kubeadm settings; nothing recomputes CIDRs.
 
 from __future__ import absolute_import, division, print_function
 
-try:
-    from ansible.module_utils.kubeflat_errors import InputError
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_errors import InputError  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
 
 import hashlib
 import re
@@ -491,8 +488,8 @@ _TOKEN_ALPHABET = "abcdefghijklmnopqrstuvwxyz0123456789"
 def generate_token():
     """A fresh bootstrap token (cryptographically random)."""
     pick = secrets.choice
-    return "%s.%s" % ("".join(pick(_TOKEN_ALPHABET) for _ in range(6)),
-                      "".join(pick(_TOKEN_ALPHABET) for _ in range(16)))
+    return "%s.%s" % ("".join(pick(_TOKEN_ALPHABET) for _unused in range(6)),
+                      "".join(pick(_TOKEN_ALPHABET) for _unused in range(16)))
 
 
 def generate_certificate_key():

@@ -46,25 +46,15 @@ Output (all plain JSON types; nodes sorted by name)::
 
 from __future__ import absolute_import, division, print_function
 
-try:
-    from ansible.module_utils.kubeflat_errors import InputError
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_errors import InputError  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
 
 import ipaddress
 
-try:
-    from ansible.module_utils.kubeflat_cidr import (
-        CidrError, check_usable, first_overlap, gateway_address, network_containing, nth_subnet,
-        parse_address, parse_network, subnet_count, subnet_index)
-    from ansible.module_utils.kubeflat_names import label_problem, name_problem
-    from ansible.module_utils import kubeflat_bgp
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_cidr import (  # type: ignore
-        CidrError, check_usable, first_overlap, gateway_address, network_containing, nth_subnet,
-        parse_address, parse_network, subnet_count, subnet_index)
-    from kubeflat_names import label_problem, name_problem  # type: ignore
-    import kubeflat_bgp  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cidr import (
+    CidrError, check_usable, first_overlap, gateway_address, network_containing, nth_subnet,
+    parse_address, parse_network, subnet_count, subnet_index)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_names import label_problem, name_problem
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_bgp
 
 __metaclass__ = type
 

@@ -3,17 +3,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Node preparation decisions, as pure functions (kernel modules).
 
-kubeflat_converge (module_utils/kubeflat_host.py) gathers the facts (files under /sys and
+kubeflat.cluster.converge (module_utils/kubeflat_host.py) gathers the facts (files under /sys and
 /proc) and asks these functions what they mean, so unit tests can cover every
 case, including the ones only a container or a module-less kernel produces.
 """
 
 from __future__ import absolute_import, division, print_function
 
-try:
-    from ansible.module_utils.kubeflat_errors import InputError
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_errors import InputError  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
 
 import re
 

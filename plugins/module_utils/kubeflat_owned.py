@@ -34,7 +34,7 @@ are removed only when they are kubeflat's (their name contains ``kubeflat``, or 
 directory under certs.d kubeflat made) and only when nothing else is left in them. Packages,
 runtime sysctl values and kernel modules are not reverted (see docs/day2.md).
 
-:func:`removal_items` turns the list into the arguments of one ``kubeflat_converge`` call;
+:func:`removal_items` turns the list into the arguments of one ``kubeflat.cluster.converge`` call;
 :func:`model_without` is the model after a node leaves (every other node keeps its pod CIDR).
 """
 
@@ -43,15 +43,10 @@ from __future__ import absolute_import, division, print_function
 import copy
 import posixpath
 
-try:
-    from ansible.module_utils.kubeflat_errors import InputError
-    from ansible.module_utils.kubeflat_items import BACKUP_DIR
-    from ansible.module_utils.kubeflat_routes import (
-        PERSIST_PATH, RT_PROTOS_PATH, UNIT_NAME, managed_host)
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_errors import InputError  # type: ignore
-    from kubeflat_items import BACKUP_DIR  # type: ignore
-    from kubeflat_routes import PERSIST_PATH, RT_PROTOS_PATH, UNIT_NAME, managed_host  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_items import BACKUP_DIR
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_routes import (
+    PERSIST_PATH, RT_PROTOS_PATH, UNIT_NAME, managed_host)
 
 __metaclass__ = type
 
@@ -174,7 +169,7 @@ def _ancestors(paths):
 
 
 def removal_items(items, backups=None):
-    """``kubeflat_converge`` arguments that take back what :func:`owned` lists.
+    """``kubeflat.cluster.converge`` arguments that take back what :func:`owned` lists.
 
     ``backups`` maps a restore item's backup path to the original's content (text) when the
     host has it. Returns ``{"files", "dirs", "units", "routes", "left"}``; ``left`` are lines
@@ -218,7 +213,7 @@ def removal_names(model, raw, var="node"):
     names = [n for n in names if n]
     nodes = model.get("node_names") or []
     if not names:
-        raise RemoveError(var, raw or "", "no node given: run playbooks/remove-node.yml -e "
+        raise RemoveError(var, raw or "", "no node given: run playbooks/remove_node.yml -e "
                           "%s=<name> (nodes: %s)" % (var, ", ".join(nodes)))
     outside = [h["name"] for h in model.get("outside_hosts") or []]
     for name in names:

@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Pod routes owned by kubeflat: parse ``ip -json`` output, validate, plan, persist.
 
-Pure functions, no I/O. The module ``kubeflat_pod_routes`` gathers ``ip -json -details route
+Pure functions, no I/O. The module ``kubeflat.cluster.converge`` gathers ``ip -json -details route
 show table main`` and ``ip -json addr show``, calls :func:`plan_routes` and runs the commands
 :func:`route_argv` returns.
 
@@ -22,10 +22,8 @@ from __future__ import absolute_import, division, print_function
 import ipaddress
 import json
 
-try:
-    from ansible.module_utils.kubeflat_cidr import CidrError, parse_address, parse_network
-except ImportError:  # unit tests import module_utils as plain modules
-    from kubeflat_cidr import CidrError, parse_address, parse_network  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cidr import (
+    CidrError, parse_address, parse_network)
 
 __metaclass__ = type
 
@@ -169,11 +167,11 @@ def check_against_host(host, desired, routes, addresses):
         if route["via"] in own:
             raise RouteError(host, route["dest"], "gateway %s is this host's own address"
                              % route["via"])
-        if not any(via in net for _, net in connected_nets):
+        if not any(via in net for _unused, net in connected_nets):
             raise RouteError(host, route["dest"],
                              "gateway %s is not on a subnet connected to this host (connected: %s)"
                              % (route["via"],
-                                ", ".join(sorted({str(n) for _, n in connected_nets})) or "none"))
+                                ", ".join(sorted({str(n) for _unused, n in connected_nets})) or "none"))
         for dev, net in connected_nets:
             if dest.overlaps(net):
                 raise RouteError(host, route["dest"],
@@ -266,7 +264,7 @@ def batch_file(desired, proto=PROTO_NUMBER):
     before /etc/iproute2/rt_protos.d is read.
     """
     lines = [
-        "# Managed by kubeflat (module kubeflat_pod_routes). Do not edit: the next run rewrites it.",
+        "# Managed by kubeflat (module kubeflat.cluster.converge). Do not edit: the next run rewrites it.",
         "# Re-applied at boot by kubeflat-pod-routes.service with `ip -batch`; every route",
         "# carries protocol %d (%s) so kubeflat only ever touches its own routes." % (
             proto, PROTO_NAME),
@@ -362,7 +360,7 @@ def boot_unit(persist_path=PERSIST_PATH):
 
 
 def route_items(model, host, source_routes=None, persist_path=PERSIST_PATH, unit_name=UNIT_NAME):
-    """Arguments of ``kubeflat_converge`` for the routes a host owns: the route set, its boot
+    """Arguments of ``kubeflat.cluster.converge`` for the routes a host owns: the route set, its boot
     unit file and the unit to enable. None when kubeflat owns no routes on ``host``."""
     routes = host_route_set(model, host, source_routes)
     if routes is None:

@@ -9,14 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 import re
 
-try:
-    from ansible.module_utils.kubeflat_errors import InputError
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_errors import InputError  # type: ignore
-try:
-    from ansible.module_utils.kubeflat_envoy import EnvoyError, check_port
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_envoy import EnvoyError, check_port  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import EnvoyError, check_port
 
 __metaclass__ = type
 

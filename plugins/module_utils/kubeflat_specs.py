@@ -15,22 +15,13 @@ from __future__ import absolute_import, division, print_function
 
 import hashlib
 
-try:
-    from ansible.module_utils.kubeflat_catalog import spec_settings, validate_catalog
-    from ansible.module_utils.kubeflat_envoy import sidecar_bootstrap
-    from ansible.module_utils.kubeflat_manifests import (
-        CHECKSUM_ANNOTATION, ENVOY_CONFIG_PATH, NAME_LABEL, content_hash, dump_all, dump_yaml,
-        namespace_manifest, object_meta)
-    from ansible.module_utils.kubeflat_restart import restart_annotations
-    from ansible.module_utils.kubeflat_spec_values import format_memory, parse_memory
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_catalog import spec_settings, validate_catalog  # type: ignore
-    from kubeflat_envoy import sidecar_bootstrap  # type: ignore
-    from kubeflat_manifests import (  # type: ignore
-        CHECKSUM_ANNOTATION, ENVOY_CONFIG_PATH, NAME_LABEL, content_hash, dump_all, dump_yaml,
-        namespace_manifest, object_meta)
-    from kubeflat_restart import restart_annotations  # type: ignore
-    from kubeflat_spec_values import format_memory, parse_memory  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_catalog import spec_settings, validate_catalog
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import sidecar_bootstrap
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import (
+    CHECKSUM_ANNOTATION, ENVOY_CONFIG_PATH, NAME_LABEL, content_hash, dump_all, dump_yaml,
+    namespace_manifest, object_meta)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_restart import restart_annotations
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import format_memory, parse_memory
 
 __metaclass__ = type
 

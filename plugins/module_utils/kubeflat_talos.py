@@ -25,17 +25,12 @@ talosctl creates Talos' secrets bundle and signs its certificates:
 
 from __future__ import absolute_import, division, print_function
 
-try:
-    from ansible.module_utils.kubeflat_errors import InputError
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_errors import InputError  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
 
 import re
 
-try:
-    from ansible.module_utils.kubeflat_kubeadm import KubeadmError, kubelet_reserved, normalize_version
-except ImportError:  # unit tests and controller-side plugins import it directly
-    from kubeflat_kubeadm import KubeadmError, kubelet_reserved, normalize_version  # type: ignore
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_kubeadm import (
+    KubeadmError, kubelet_reserved, normalize_version)
 
 __metaclass__ = type
 

@@ -73,6 +73,6 @@ def matrix_table(cells):
                                           "" if bad else " (no NAT, every source address seen "
                                           "as itself)"))
     for cell in bad:
-        lines.append("FAILED %s -> %s (%s): %s" % (cell["src"], cell["dst"],
-                                                    cell["dst_address"], cell["detail"]))
+        lines.append("FAILED %s -> %s (%s): %s"
+                     % (cell["src"], cell["dst"], cell["dst_address"], cell["detail"]))
     return lines

@@ -11,7 +11,7 @@ What runs (all in the lab "dataplane", tests/bench/inventories/dataplane: two no
      lab's controller namespace (static mode: conflist, IP forwarding, `<pod CIDR> via <node>`);
   2. one pod pair per path except "nodes" (client on cp1, server on w1): real network
      namespaces wired by the real CNI bridge/host-local plugins with each node's own conflist
-     (module kubeflat_cni_pod, via tests/integration/edge_pods.yml), exactly as the verify
+     (module kubeflat.cluster.cni_pod, via tests/integration/edge_pods.yml), exactly as the verify
      stage and the edge tests make them;
   3. the paths differ only between the two nodes (each one has its own pod pair):
        routed   kubeflat's own /24 routes over the lab segment (node eth0 -> switch -> eth0);

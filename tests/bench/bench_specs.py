@@ -6,7 +6,7 @@ Run: .venv/bin/python tests/bench/bench_specs.py [--apps 1000] [--rounds 3] [--n
 Each round (--rounds, default 3), one after the other:
   1. pure rendering (render_apps + render_edge, in-process, no checker);
   2. the real role path, cold: `ansible-playbook playbooks/render.yml` with the generated
-     catalog into an EMPTY render dir (no validation record), i.e. one kubeflat_render_specs
+     catalog into an EMPTY render dir (no validation record), i.e. one kubeflat.cluster.render_specs
      call per part that renders, validates every file (kubernetes-validate --strict,
      envoy --mode validate) and writes it; then checks that every rendered file is recorded as
      validated by the configured checkers (the run must not have skipped any);
@@ -39,14 +39,14 @@ import types
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, ".venv", "bin")
-sys.path.insert(0, os.path.join(ROOT, "plugins", "module_utils"))
-sys.path.insert(0, os.path.join(ROOT, "plugins", "action"))
+sys.path.insert(0, os.path.join(ROOT, "collections"))  # the collection, as make setup links it
 
-import kubeflat_checkers  # noqa: E402
-import kubeflat_render_specs  # noqa: E402  (the action plugin)
-from kubeflat_model import build_model  # noqa: E402
-from kubeflat_edge import render_edge  # noqa: E402
-from kubeflat_specs import render_apps  # noqa: E402
+# pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_checkers  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.action import render_specs  # noqa: E402  (the action plugin)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_edge import render_edge  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_specs import render_apps  # noqa: E402
 
 NAIVE_TEMPLATE = """\
 ---
@@ -197,12 +197,12 @@ def action_run(dest, part, apps, model):
             "envoy": os.path.join(BIN, "envoy"), "kube_version": "1.37.0"}
     if part == "edge":
         args["coredns"] = {}
-    plugin = kubeflat_render_specs.ActionModule.__new__(kubeflat_render_specs.ActionModule)
+    plugin = render_specs.ActionModule.__new__(render_specs.ActionModule)
     plugin._task = types.SimpleNamespace(args=args, check_mode=False, diff=False)
     plugin._connection = types.SimpleNamespace(transport="local")
     try:
         return plugin._run()
-    except kubeflat_render_specs._Fail as exc:  # pylint: disable=protected-access
+    except render_specs._Fail as exc:  # pylint: disable=protected-access
         sys.exit("action plugin failed: %s" % exc.result["msg"][:3000])
 
 

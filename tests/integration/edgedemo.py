@@ -19,7 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-for path in (REPO, REPO / "plugins" / "module_utils", HERE):
+for path in (REPO, REPO / "collections", HERE):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 

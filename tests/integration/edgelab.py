@@ -8,7 +8,7 @@ There is no kubelet or container runtime here (README, Boundary), so this harnes
 part, and only theirs:
 
 * pods are real CNI pods: a network namespace inside the node, plumbed by the node's own
-  conflist and the real CNI plugins (module ``kubeflat_cni_pod``, run by ``edge_pods.yml``);
+  conflist and the real CNI plugins (module ``kubeflat.cluster.cni_pod``, run by ``edge_pods.yml``);
 * every process runs the host's binaries entered into a lab namespace: the real Envoy with the
   *rendered* config and the rendered container arguments (the ingress DaemonSet's, each
   sidecar's), in the node's network namespace (= hostNetwork) or in the pod's

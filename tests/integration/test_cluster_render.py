@@ -24,7 +24,7 @@ import yaml
 
 import ansible_runner  # noqa: E402
 
-import kubeflat_talos  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_talos
 from labrunner import REFERENCE, REPO, VENV_BIN, host_summary, output, run_playbook  # noqa: E402
 
 # PATH without any talosctl/kubeadm: the venv and the system directories only.

@@ -241,12 +241,12 @@ def lab(tmp_path_factory):
 
 
 def check_results(runner):
-    """host -> {check name: result} from the kubeflat_cni_check task events."""
+    """host -> {check name: result} from the kubeflat.cluster.cni_check task events."""
     out = {}
     for event in runner.events:
         data = event.get("event_data") or {}
         if event.get("event") in ("runner_on_ok", "runner_on_failed") and \
-                data.get("task_action", "").endswith("kubeflat_cni_check"):
+                data.get("task_action", "").endswith("kubeflat.cluster.cni_check"):
             out[data["host"]] = {c["name"]: c for c in data["res"].get("checks", [])}
     return out
 

@@ -3,7 +3,7 @@
 playbooks/preflight.yml + playbooks/diagram.yml run for real (ansible-playbook, the action
 plugin in the controller process, Graphviz `dot` for SVG/PNG) on a lab-shaped inventory whose
 hosts are never contacted (the two plays contact none). Between them a play registers, on db1,
-the route check `kubeflat_converge` returns for a host that lacks one of its three routes (the
+the route check `kubeflat.cluster.converge` returns for a host that lacks one of its three routes (the
 module's RETURN shape: `plan` keep/add, `routes`), as the routes stage of a real run leaves it.
 Chromium (Debian `chromium`) then loads the SVG inline in a page whose script measures every
 text Chromium laid out (getBBox) and every edge's computed stroke; `--dump-dom` returns that.

@@ -243,12 +243,12 @@ def test_faults_lose_no_request(edge):
 
 
 def test_verify_edge_playbook_reports_per_node(edge):
-    check = run_playbook(edge.lab, "playbooks/verify-edge.yml", check=True, timeout=300)
+    check = run_playbook(edge.lab, "playbooks/verify_edge.yml", check=True, timeout=300)
     assert_run_ok(check)
     text = output(check)
     assert "GET /healthz" in text and "10.81.0.21" in text
 
-    ok = run_playbook(edge.lab, "playbooks/verify-edge.yml", timeout=300)
+    ok = run_playbook(edge.lab, "playbooks/verify_edge.yml", timeout=300)
     assert_run_ok(ok)
     text = output(ok)
     for host, address in NODES.items():
@@ -257,7 +257,7 @@ def test_verify_edge_playbook_reports_per_node(edge):
     assert "every node's ingress answered" in text
 
     edge.stop("ingress.w2", signal.SIGKILL)
-    broken = run_playbook(edge.lab, "playbooks/verify-edge.yml", timeout=300)
+    broken = run_playbook(edge.lab, "playbooks/verify_edge.yml", timeout=300)
     assert broken.rc != 0
     text = output(broken)
     assert "w2 (10.81.0.22) health:80: ConnectionRefusedError" in text

@@ -97,11 +97,11 @@ def before(lab):
 
 
 def test_an_unknown_node_is_refused_before_anything_changes(lab, before):
-    runner = run(lab, "playbooks/remove-node.yml", extravars={"node": "w9"})
+    runner = run(lab, "playbooks/remove_node.yml", extravars={"node": "w9"})
     assert runner.rc != 0
     assert "node='w9': not a node of this inventory (nodes: cp1, w1, w2)" in output(runner)
     assert kubeflat_routes(lab, "db1") == {c: a for a, c in NODES.values()}
-    runner = run(lab, "playbooks/remove-node.yml")
+    runner = run(lab, "playbooks/remove_node.yml")
     assert runner.rc != 0 and "no node given" in output(runner)
 
 
@@ -110,7 +110,7 @@ def test_remove_a_dead_node_then_clean_it_when_it_is_back(lab, before):
     lab._close_ssh({str(w2.addr)})
     subprocess.run(["ip", "-n", lab.ctl_netns, "link", "set", w2.veth, "down"], check=True)
     try:
-        runner = run(lab, "playbooks/remove-node.yml", extravars={"node": "w2"})
+        runner = run(lab, "playbooks/remove_node.yml", extravars={"node": "w2"})
         assert runner.rc != 0, "a run that could not reach the removed node must end failed"
         summary = host_summary(runner)
         assert summary["w2"]["dark"] >= 1, summary
@@ -127,7 +127,7 @@ def test_remove_a_dead_node_then_clean_it_when_it_is_back(lab, before):
     finally:
         subprocess.run(["ip", "-n", lab.ctl_netns, "link", "set", w2.veth, "up"], check=True)
     # Back: the same command now cleans the node itself, to exactly what it was before.
-    runner = run(lab, "playbooks/remove-node.yml", extravars={"node": "w2"})
+    runner = run(lab, "playbooks/remove_node.yml", extravars={"node": "w2"})
     assert_run_ok(runner)
     assert_as_before(lab, "w2", before["w2"])
     assert sh(lab, "w2", f"cat {FOREIGN_FILE}") == FOREIGN_TEXT

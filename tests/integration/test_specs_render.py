@@ -56,7 +56,7 @@ def run(render_dir, tags="specs", extravars=None, check=False, diff=False):
         renders = [e["event_data"]["res"] for e in runner.events
                    if e.get("event") == "runner_on_ok" and
                    e.get("event_data", {}).get("task_action", "").endswith(
-                       "kubeflat_render_specs")]
+                       "kubeflat.cluster.render_specs")]
         return types.SimpleNamespace(rc=runner.rc, stats=runner.stats or {}, text=text,
                                      renders=renders)
     finally:

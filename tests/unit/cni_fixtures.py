@@ -2,7 +2,7 @@
 import copy
 import os
 
-from kubeflat_model import build_model
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REFERENCE = os.path.join(ROOT, "..", "shared", "reference")

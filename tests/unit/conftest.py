@@ -1,9 +1,9 @@
-"""Unit tests import plugins/module_utils and plugins/filter directly, as plain modules."""
+"""Unit tests import the collection the way Ansible does: ``ansible_collections.kubeflat.cluster``
+(make setup links collections/ansible_collections/kubeflat/cluster to the repository root)."""
 import os
 import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-for sub in ("plugins/module_utils", "plugins/filter", "plugins/modules"):
-    path = os.path.join(ROOT, sub)
-    if path not in sys.path:
-        sys.path.insert(0, path)
+COLLECTIONS = os.path.join(ROOT, "collections")
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)

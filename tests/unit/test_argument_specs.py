@@ -8,9 +8,10 @@ import os
 import pytest
 import yaml
 
-import kubeflat_inputs
-from kubeflat_inputs import RULES, load_role_specs, unknown_inputs, validate_inputs
-from inputs import kubeflat_input_errors, kubeflat_input_warnings
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_inputs
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_inputs import (
+    RULES, load_role_specs, unknown_inputs, validate_inputs)
+from ansible_collections.kubeflat.cluster.plugins.filter.inputs import kubeflat_input_errors, kubeflat_input_warnings
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SPECS = load_role_specs(os.path.join(ROOT, "roles"))

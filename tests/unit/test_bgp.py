@@ -9,11 +9,12 @@ import jsonschema
 import pytest
 import yaml
 
-from kubeflat_bgp import bird_config, cilium_bgp_objects, routed_outside_hosts
-from kubeflat_flannel import FlannelError, build_manifest
-from kubeflat_model import ModelError, build_model
-from kubeflat_routes import host_route_set, managed_host
-import kubeflat_cilium
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_bgp import (
+    bird_config, cilium_bgp_objects, routed_outside_hosts)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_flannel import FlannelError, build_manifest
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import ModelError, build_model
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_routes import host_route_set, managed_host
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_cilium
 
 REFERENCE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared",
                                          "reference", "cilium"))
@@ -145,7 +146,7 @@ def test_node_asn_mode_needs_unique_asns():
 
 
 def test_password_rules():
-    from kubeflat_bgp import BgpError, check_password
+    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_bgp import BgpError, check_password
     assert check_password("s3cr3t!") == "s3cr3t!"
     for bad in ('a"b', "a b", "a\\b", "x" * 81):
         with pytest.raises(BgpError) as err:

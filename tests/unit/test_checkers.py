@@ -1,5 +1,5 @@
 """Unit tests for plugins/module_utils/kubeflat_checkers.py and the validation flow of the
-kubeflat_render_specs action plugin, with the real checkers (.venv/bin/kubernetes-validate,
+kubeflat.cluster.render_specs action plugin, with the real checkers (.venv/bin/kubernetes-validate,
 .venv/bin/envoy): what they refuse stays refused, in-process or not, cold or after a record."""
 import os
 import shutil
@@ -11,14 +11,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import yaml
 
-import kubeflat_checkers as checkers
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_checkers as checkers
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, ".venv", "bin")
 KUBE = os.path.join(BIN, "kubernetes-validate")
 ENVOY = os.path.join(BIN, "envoy")
-sys.path.insert(0, os.path.join(ROOT, "plugins", "action"))
-import kubeflat_render_specs as action  # noqa: E402  pylint: disable=wrong-import-position
+from ansible_collections.kubeflat.cluster.plugins.action import render_specs as action
 
 GOOD = """\
 apiVersion: apps/v1
@@ -338,7 +337,7 @@ def test_removed_files_are_deleted_and_a_missing_checker_is_named(flow):
 
 
 def _doc():
-    path = os.path.join(ROOT, "plugins", "modules", "kubeflat_render_specs.py")
+    path = os.path.join(ROOT, "plugins", "modules", "render_specs.py")
     namespace = {}
     with open(path) as fh:
         exec(compile(fh.read(), path, "exec"), namespace)  # pylint: disable=exec-used

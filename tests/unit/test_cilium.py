@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cni_fixtures import REFERENCE, model
-from kubeflat_cilium import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cilium import (
     CiliumError, build_lb_ipam_objects, build_values, deep_merge, install_argv, repo_add_argv,
     validate_lb_pools, validate_options)
 

@@ -3,7 +3,8 @@ import copy
 
 import pytest
 
-from kubeflat_model import ModelError, build_model, host_inputs, peer_routes
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import (
+    ModelError, build_model, host_inputs, peer_routes)
 
 SETTINGS = {
     "cluster_name": "lab",

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from cni_fixtures import model
-from kubeflat_cni_checks import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cni_checks import (
     check_br_netfilter, check_cilium_status, check_cni_plugins, check_conflists,
     check_flannel_network, check_ip_forward, check_node_pod_cidrs, check_subnet_env,
     failure_message, parse_subnet_env, pod_cidr_assignments, requirements)
@@ -183,7 +183,7 @@ def test_filters_serialise_deterministically_and_refuse_bad_options():
     import yaml
     from ansible.errors import AnsibleFilterError
 
-    import cni
+    from ansible_collections.kubeflat.cluster.plugins.filter import cni
     objs = cni.cni_flannel_manifest(model(), {})
     text = cni.cni_yaml_documents(objs)
     assert text == cni.cni_yaml_documents(cni.cni_flannel_manifest(model(), {}))

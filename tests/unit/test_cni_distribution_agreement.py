@@ -5,11 +5,10 @@ and Talos' cluster.proxy.disabled with cni.name none."""
 import pytest
 
 from cni_fixtures import model
-from kubeflat_cilium import build_values
-from kubeflat_flannel import net_conf
-
-kubeadm = pytest.importorskip("kubeflat_kubeadm")
-talos = pytest.importorskip("kubeflat_talos")
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cilium import build_values
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_flannel import net_conf
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_kubeadm as kubeadm
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_talos as talos
 
 
 @pytest.mark.parametrize("pod_cidr", ["10.244.0.0/16", "172.20.0.0/15"])

@@ -7,9 +7,9 @@ import copy
 
 import pytest
 
-from kubeflat_cni_static import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cni_static import (
     CniError, cni_env, plugin_config, pod_ipv4, static_conflist)
-from kubeflat_model import build_model
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
 
 MODEL = build_model(
     {"cni": "static", "distribution": "none", "host_networks": ["10.77.0.0/24"]},

@@ -5,8 +5,8 @@ import subprocess
 
 import pytest
 
-import kubeflat_diagram as d
-from kubeflat_model import build_model
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_diagram as d
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
 
 HOSTS = [
     {"name": "cp1", "groups": ["kube_control_plane"], "address": "10.77.0.11"},

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from kubeflat_discovery import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_discovery import (
     DiscoveryError, cilium_node_entries, fetch_api_objects, node_entries, routes_from_api)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "discovery"

@@ -1,11 +1,11 @@
 """Unit tests for plugins/module_utils/kubeflat_envoy.py: bootstraps and the options it refuses."""
 import pytest
 
-from kubeflat_envoy import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import (
     ENVOY_DEFAULTS, HEALTH_PATH, HEALTH_VHOST, EnvoyError, check_port, cluster_name, duration,
     envoy_options, headless_name, ingress_bootstrap, outside_balancer_bootstrap, parse_duration,
     retry_policy, sidecar_bootstrap)
-from kubeflat_envoy import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import (
     cluster_resolvers, dns_cluster, ingress_drain_seconds, ingress_pre_stop)
 
 UPSTREAMS = [

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from cni_fixtures import REFERENCE, model
-from kubeflat_cni_checks import check_flannel_network
-from kubeflat_flannel import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cni_checks import check_flannel_network
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_flannel import (
     DEFAULTS, FlannelError, build_manifest, flanneld_args, manifest_net_conf, net_conf,
     validate_options)
 

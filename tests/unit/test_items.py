@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from kubeflat_items import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_items import (
     SECRET_TEXT, ConvergeError, check_require, file_diff, installed_packages, normalize_sysctl,
     parse_mode, plan_file, plan_packages, plan_sysctl, plan_unit, report_lines, sysctl_path,
     validate_file, validate_packages, validate_require, validate_sysctl, validate_unit)
@@ -200,7 +200,7 @@ def test_a_unit_to_disable_is_planned_only_when_enabled():
 
 
 # --------------------------------------------------------------------------- node kinds
-from kubeflat_items import (  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_items import (  # noqa: E402
     FSTAB_COMMENT, active_swaps, fstab_swap_off, package_selections, plan_holds)
 
 HELD = """Package: kubelet
@@ -239,7 +239,7 @@ def test_active_swaps():
 
 # --------------------------------------------------------------------------- directories (remove-node, reset)
 def test_empty_kubeflat_dir_is_removed_once_its_files_go():
-    from kubeflat_items import plan_dir, validate_dir
+    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_items import plan_dir, validate_dir
     d = validate_dir({"path": "/etc/kubeflat/"})
     assert d == {"path": "/etc/kubeflat"}
     going = {"/etc/kubeflat/pod-routes.batch"}
@@ -249,21 +249,21 @@ def test_empty_kubeflat_dir_is_removed_once_its_files_go():
 
 
 def test_dir_holding_anything_else_stays():
-    from kubeflat_items import plan_dir, validate_dir
+    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_items import plan_dir, validate_dir
     d = validate_dir({"path": "/etc/kubeflat"})
     assert plan_dir(d, ["pod-routes.batch", "mine.txt"], {"/etc/kubeflat/pod-routes.batch"}) == []
 
 
 @pytest.mark.parametrize("bad", ["/", "relative/dir", "/etc/../root", None])
 def test_dir_refusals_name_the_item(bad):
-    from kubeflat_items import validate_dir
+    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_items import validate_dir
     with pytest.raises(ConvergeError) as exc:
         validate_dir({"path": bad})
     assert exc.value.kind == "dir" and exc.value.name == bad
 
 
 def test_the_original_is_kept_once_when_kubeflat_replaces_a_file():
-    from kubeflat_items import BACKUP_DIR, plan_backup
+    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_items import BACKUP_DIR, plan_backup
     f = item(path="/etc/containerd/config.toml", backup=True)
     kept = plan_backup(f, "# the distribution's\n", backup_exists=False)
     assert kept == [{"kind": "file", "name": BACKUP_DIR + "/etc/containerd/config.toml",

@@ -10,8 +10,8 @@ import sys
 import pytest
 import yaml
 
-import kubeflat_kubeadm as kk
-from kubeflat_model import build_model
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_kubeadm as kk
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.dirname(sys.executable)
@@ -288,7 +288,7 @@ def test_lb_static_pod_passes_kubernetes_validate_strict(tmp_path):
 
 
 def test_filters_build_file_entries_with_private_modes():
-    import cluster
+    from ansible_collections.kubeflat.cluster.plugins.filter import cluster
     cert, key = kk.generate_ca()
     secrets = {"token": TOKEN, "certificate_key": CERT_KEY, "ca_cert": cert.decode(), "ca_key": key.decode()}
     entries = cluster.kubeflat_kubeadm_node_files(model(), "/r/kubeadm", secrets, {})

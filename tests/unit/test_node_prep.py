@@ -3,7 +3,7 @@ kernel modules, 'not permitted here' vs real sysctl failures."""
 
 import pytest
 
-import kubeflat_nodeprep as np
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_nodeprep as np
 
 
 def state(name, **kw):

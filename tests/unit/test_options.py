@@ -1,8 +1,9 @@
 """Unit tests for plugins/module_utils/kubeflat_options.py (shared role option checks)."""
 import pytest
 
-from kubeflat_errors import InputError
-from kubeflat_options import check_bool, check_str_list, merge_options, valid_registry
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_errors import InputError
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_options import (
+    check_bool, check_str_list, merge_options, valid_registry)
 
 
 class OptError(InputError):

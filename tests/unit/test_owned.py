@@ -7,13 +7,13 @@ import os
 import pytest
 import yaml
 
-import kubeflat_owned
-from kubeflat_model import build_model
-from kubeflat_owned import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_owned
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_owned import (
     RemoveError, model_without, owned, removal_items, removal_names, unpinned_nodes)
-from kubeflat_routes import host_route_set
-from remove import kubeflat_owned as owned_filter
-from remove import kubeflat_removal_items, role_defaults
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_routes import host_route_set
+from ansible_collections.kubeflat.cluster.plugins.filter.remove import kubeflat_owned as owned_filter
+from ansible_collections.kubeflat.cluster.plugins.filter.remove import kubeflat_removal_items, role_defaults
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 SETTINGS = {"cluster_name": "lab", "distribution": "none", "cni": "static",

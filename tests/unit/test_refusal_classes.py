@@ -8,11 +8,11 @@ import ipaddress
 
 import pytest
 
-from kubeflat_cidr import UNUSABLE_NETWORKS, special_purpose
-from kubeflat_model import ModelError, build_model
-from kubeflat_names import label_problem, name_problem
-from kubeflat_catalog import spec_settings, validate_catalog
-from kubeflat_spec_values import SpecError
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cidr import UNUSABLE_NETWORKS, special_purpose
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import ModelError, build_model
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_names import label_problem, name_problem
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_catalog import spec_settings, validate_catalog
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import SpecError
 
 SETTINGS = {"cluster_name": "lab", "distribution": "kubeadm", "cni": "static",
             "pod_cidr": "10.244.0.0/16", "service_cidr": "10.96.0.0/12",

@@ -1,5 +1,5 @@
 """Unit tests for plugins/filter/routes.py: the stage barrier and the route items filter."""
-from routes import kubeflat_refused, kubeflat_route_items
+from ansible_collections.kubeflat.cluster.plugins.filter.routes import kubeflat_refused, kubeflat_route_items
 
 HOSTVARS = {
     "db1": {"__plan": {"failed": True, "msg": "kubeflat refuses route on host db1, prefix "

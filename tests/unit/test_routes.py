@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from kubeflat_routes import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_routes import (
     RouteError, batch_file, check_against_host, desired_lines, normalise_dest, owned_lines,
     parse_addresses, parse_routes, plan_changed, plan_routes, route_argv, rt_protos_file,
     validate_desired)
@@ -185,7 +185,8 @@ def test_lines_and_files_are_sorted_and_deterministic():
 
 
 # --------------------------------------------------------------------------- per-host route set
-from kubeflat_routes import boot_unit, host_route_set, managed_host, route_items  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_routes import (  # noqa: E402
+    boot_unit, host_route_set, managed_host, route_items)
 
 MODEL = {
     "cni": "static",

@@ -7,13 +7,15 @@ import os
 import pytest
 import yaml
 
-from kubeflat_model import build_model
-from kubeflat_catalog import spec_settings
-from kubeflat_coredns import coredns_settings, corefile
-from kubeflat_edge import ingress_settings, render_edge
-from kubeflat_manifests import CHECKSUM_ANNOTATION, content_hash, dump_yaml, manifest_order
-from kubeflat_spec_values import SpecError, format_memory, parse_memory
-from kubeflat_specs import render_apps
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_catalog import spec_settings
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_coredns import coredns_settings, corefile
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_edge import ingress_settings, render_edge
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import (
+    CHECKSUM_ANNOTATION, content_hash, dump_yaml, manifest_order)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import (
+    SpecError, format_memory, parse_memory)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_specs import render_apps
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "apps.yml")) as _fh:
@@ -441,7 +443,7 @@ def _template_annotations(files, rel):
 
 
 def test_restart_annotates_only_the_named_app_and_the_record_keeps_it():
-    from kubeflat_restart import restart_record
+    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_restart import restart_record
     plain = render()
     record = restart_record(apps(), "catalog", {}, NOW)
     assert record == {"catalog": NOW}
@@ -463,7 +465,7 @@ def test_restart_annotates_only_the_named_app_and_the_record_keeps_it():
 
 
 def test_restart_names_several_apps_and_drops_apps_that_left():
-    from kubeflat_restart import restart_record
+    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_restart import restart_record
     record = restart_record(apps(), " web ,catalog,web", {"gone": NOW}, NOW)
     assert record == {"catalog": NOW, "web": NOW}
 
@@ -471,7 +473,7 @@ def test_restart_names_several_apps_and_drops_apps_that_left():
 @pytest.mark.parametrize("raw,value", [("nosuch", "nosuch"), ("web,nosuch", "nosuch"),
                                        (12, 12)])
 def test_restart_of_an_unknown_app_is_refused_naming_variable_and_value(raw, value):
-    from kubeflat_restart import RestartError, restart_record
+    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_restart import RestartError, restart_record
     with pytest.raises(RestartError) as exc:
         restart_record(apps(), raw, {}, NOW)
     assert exc.value.var == "app_specs_restart" and exc.value.value == value
@@ -480,7 +482,7 @@ def test_restart_of_an_unknown_app_is_refused_naming_variable_and_value(raw, val
 
 def test_restart_filter_error_names_the_variable():
     from ansible.errors import AnsibleFilterError
-    from restart import kubeflat_app_restarts
+    from ansible_collections.kubeflat.cluster.plugins.filter.restart import kubeflat_app_restarts
     with pytest.raises(AnsibleFilterError) as exc:
         kubeflat_app_restarts(apps(), "nosuch", None, NOW)
     assert "app_specs_restart='nosuch': no such app in app_specs_apps (apps: web, catalog" \
@@ -494,7 +496,7 @@ def test_a_bad_restart_record_is_refused_naming_the_variable():
 
 
 def test_restart_record_file_round_trips():
-    from kubeflat_restart import record_text, restart_record
+    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_restart import record_text, restart_record
     record = {"catalog": NOW, "web": "2026-12-01T08:00:00Z"}
     text = record_text(record)
     assert yaml.safe_load(text) == record
@@ -502,8 +504,8 @@ def test_restart_record_file_round_trips():
 
 
 def test_restarted_manifests_pass_kubernetes_validate():
-    from kubeflat_checkers import KubeValidator
-    from kubeflat_restart import restart_record
+    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_checkers import KubeValidator
+    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_restart import restart_record
     files = render(settings=dict(SETTINGS, restarts=restart_record(apps(), "web,catalog", {},
                                                                    NOW)))
     validator = KubeValidator("1.37.0", strict=True)

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-import kubeflat_talos as kt
-from kubeflat_model import build_model
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_talos as kt
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 REFERENCE = os.path.join(ROOT, "..", "shared", "reference", "talos")

@@ -1,5 +1,6 @@
 """Unit tests for plugins/module_utils/kubeflat_verify.py (the verify reachability matrix)."""
-from kubeflat_verify import failed_cells, matrix_table, probe_cells
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_verify import (
+    failed_cells, matrix_table, probe_cells)
 
 
 def probe(label, address, rc=0, stdout="", stderr=""):

@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: kubeflat_cni_pod
+module: cni_pod
 short_description: Create a network-only test pod with the node's CNI conflist
 description:
   - Creates a network namespace C(/run/netns/<name>) and runs every plugin of the CNI conflist
@@ -43,12 +43,12 @@ options:
     description: Interface name inside the pod.
     type: str
     default: eth0
-author: kubeflat contributors
+author: kubeflat contributors (@kubeflat)
 """
 
 EXAMPLES = r"""
 - name: A test pod on every node
-  kubeflat_cni_pod:
+  kubeflat.cluster.cni_pod:
     name: kubeflat-verify
   register: pod
 """
@@ -70,8 +70,9 @@ import json
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kubeflat_cni_static import CniError, cni_env, plugin_config, pod_ipv4
-from ansible.module_utils.kubeflat_routes import parse_addresses
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cni_static import (
+    CniError, cni_env, plugin_config, pod_ipv4)
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_routes import parse_addresses
 
 
 def _pod_address(module, ip, name, ifname):
@@ -97,8 +98,8 @@ def _run_chain(module, conflist, command, env_args):
                       env_args["cni_path"])
         rc, out, err = module.run_command([binary], data=json.dumps(conf), environ_update=env)
         if rc != 0:
-            return None, "%s %s failed (rc %d): %s %s" % (conf["type"], command, rc,
-                                                         out.strip(), err.strip())
+            return None, "%s %s failed (rc %d): %s %s" % (
+                conf["type"], command, rc, out.strip(), err.strip())
         if command == "ADD":
             prev = json.loads(out)
     return prev, None

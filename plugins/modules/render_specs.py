@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: kubeflat_render_specs
+module: render_specs
 short_description: Render kubeflat app specs and Envoy configs as files, validated by the real checkers
 description:
   - Builds Kubernetes manifests and Envoy bootstraps as data (plugins/module_utils/kubeflat_catalog.py,
@@ -77,12 +77,12 @@ options:
     description: Path of the C(envoy) binary used for C(--mode validate); empty skips it.
     type: str
     default: ""
-author: kubeflat contributors
+author: kubeflat contributors (@kubeflat)
 """
 
 EXAMPLES = r"""
 - name: Render and validate the app catalog
-  kubeflat_render_specs:
+  kubeflat.cluster.render_specs:
     dest: "{{ kubeflat_render_dir }}"
     part: apps
     apps: "{{ app_specs_apps }}"
@@ -135,6 +135,6 @@ validated_before:
   sample: {manifests: 1010, envoy: 999}
 """
 
-# The code is the action plugin plugins/action/kubeflat_render_specs.py: it renders, validates
+# The code is the action plugin plugins/action/render_specs.py: it renders, validates
 # and writes in the controller process (as ansible.builtin.template does), so no module is
 # shipped and no Python is started for it. This file documents it.

@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: kubeflat_network_diagram
+module: network_diagram
 short_description: Draw the cluster's flat network as DOT, SVG and PNG, with this run's route checks
 description:
   - Builds a picture of the network from the cluster model (fact C(kubeflat_model)) with
@@ -48,7 +48,7 @@ options:
     type: str
     default: dot
   registers:
-    description: Registered C(kubeflat_converge) results carrying a host's routes, freshest first.
+    description: Registered C(kubeflat.cluster.converge) results carrying a host's routes, freshest first.
     type: list
     elements: str
     default: [__outside_routes_result, __outside_routes_plan, __cni_static_result, __cni_static_plan]
@@ -57,12 +57,12 @@ options:
       the others are counted in each host's label.
     type: int
     default: 120
-author: kubeflat contributors
+author: kubeflat contributors (@kubeflat)
 """
 
 EXAMPLES = r"""
 - name: Draw the network
-  kubeflat_network_diagram:
+  kubeflat.cluster.network_diagram:
     dest: "{{ kubeflat_render_dir }}"
     model: "{{ kubeflat_model }}"
   delegate_to: localhost
@@ -106,5 +106,5 @@ checked_hosts:
   elements: str
 """
 
-# The code is the action plugin plugins/action/kubeflat_network_diagram.py (it runs in the
+# The code is the action plugin plugins/action/network_diagram.py (it runs in the
 # controller process). This file documents it.

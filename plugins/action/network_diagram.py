@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: kubeflat contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin of kubeflat_network_diagram: draw the network on the controller.
+"""Action plugin of kubeflat.cluster.network_diagram: draw the network on the controller.
 
-The documentation is plugins/modules/kubeflat_network_diagram.py. Everything runs in this
+The documentation is plugins/modules/network_diagram.py. Everything runs in this
 controller process; ``dot`` (Graphviz) is started only when the DOT source changed or an
 output file is missing, so a converged run starts no process and reports changed=false.
 The picture itself is built by plugins/module_utils/kubeflat_diagram.py.
@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -24,12 +23,7 @@ from ansible.plugins.action import ActionBase
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
-
-# pylint: disable=wrong-import-position
-import kubeflat_diagram as diagram  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_diagram as diagram
 
 ARGUMENT_SPEC = dict(
     dest=dict(type="path", required=True),
@@ -97,9 +91,8 @@ def _draw(dot_bin, dot_text, dest, name):
         proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               check=False, timeout=300)
         if proc.returncode != 0:
-            raise _Fail("%s failed (rc=%d) drawing %s: %s" % (" ".join(argv[:1]), proc.returncode,
-                                                               name, proc.stderr.decode(
-                                                                   "utf-8", "replace").strip()))
+            raise _Fail("%s failed (rc=%d) drawing %s: %s" % (
+                argv[0], proc.returncode, name, proc.stderr.decode("utf-8", "replace").strip()))
         return {suffix: _read(os.path.join(tmp, name + suffix), "rb") for suffix in (".svg",
                                                                                      ".png")}
     finally:
@@ -130,21 +123,21 @@ class ActionModule(ActionBase):
         except _Fail as exc:
             result.update(exc.result)
         except diagram.DiagramError as exc:
-            result.update(failed=True, msg="kubeflat_network_diagram: %s" % exc)
+            result.update(failed=True, msg="kubeflat.cluster.network_diagram: %s" % exc)
         return result
 
     def _run(self, task_vars):
         if self._connection.transport != "local":
-            raise _Fail("kubeflat_network_diagram draws on the controller: run it with "
+            raise _Fail("kubeflat.cluster.network_diagram draws on the controller: run it with "
                         "delegate_to: localhost (the connection here is %s)"
                         % self._connection.transport)
         validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(_plain(self._task.args))
         if validation.error_messages:
-            raise _Fail("kubeflat_network_diagram: %s" % "; ".join(validation.error_messages))
+            raise _Fail("kubeflat.cluster.network_diagram: %s" % "; ".join(validation.error_messages))
         params = validation.validated_parameters
         dest, name, model = params["dest"], params["name"], params["model"]
         if not name or "/" in name or name.startswith("."):
-            raise _Fail("kubeflat_network_diagram: name=%r must be a plain file name" % name)
+            raise _Fail("kubeflat.cluster.network_diagram: name=%r must be a plain file name" % name)
         live = diagram.live_routes(_registered(task_vars, model, params["registers"]),
                                    params["registers"])
         graph = diagram.build_graph(model, live, params["max_route_edges"])

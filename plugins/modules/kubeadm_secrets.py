@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: kubeflat_kubeadm_secrets
+module: kubeadm_secrets
 short_description: Generate kubeadm's join token, certificate key and cluster CA once
 description:
   - Writes a YAML file with C(token) (bootstrap token), C(certificate_key) (encrypts the
@@ -29,12 +29,12 @@ options:
     description: Common name of the generated CA.
     type: str
     default: kubernetes
-author: kubeflat contributors
+author: kubeflat contributors (@kubeflat)
 """
 
 EXAMPLES = r"""
 - name: Generate the cluster secrets once
-  kubeflat_kubeadm_secrets:
+  kubeflat.cluster.kubeadm_secrets:
     path: "{{ kubeflat_render_dir }}/kubeadm/secrets.yml"
   delegate_to: localhost
   run_once: true
@@ -54,7 +54,7 @@ created:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kubeflat_kubeadm import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_kubeadm import (
     generate_ca, generate_certificate_key, generate_token)
 
 
@@ -91,7 +91,7 @@ def main():
         try:
             ca_cert, ca_key = generate_ca(module.params["ca_common_name"])
         except ImportError as exc:
-            module.fail_json(msg="kubeflat_kubeadm_secrets needs the Python package "
+            module.fail_json(msg="kubeflat.cluster.kubeadm_secrets needs the Python package "
                              "'cryptography' on the controller: %s" % exc, **result)
         text = _render(generate_token(), generate_certificate_key(),
                        ca_cert.decode(), ca_key.decode())

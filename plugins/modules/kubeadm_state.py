@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: kubeflat_kubeadm_state
+module: kubeadm_state
 short_description: Detect whether this node already ran kubeadm init/join
 description:
   - Read-only. A node counts as joined when C(/etc/kubernetes/kubelet.conf) exists (written by
@@ -23,12 +23,12 @@ options:
     description: kubeadm's configuration directory.
     type: path
     default: /etc/kubernetes
-author: kubeflat contributors
+author: kubeflat contributors (@kubeflat)
 """
 
 EXAMPLES = r"""
 - name: Is this node already in the cluster?
-  kubeflat_kubeadm_state:
+  kubeflat.cluster.kubeadm_state:
   register: state
 """
 

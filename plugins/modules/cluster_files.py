@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: kubeflat_cluster_files
+module: cluster_files
 short_description: Write rendered cluster artefacts in one call, atomically and idempotently
 description:
   - Creates O(directories) with their modes, then writes every entry of O(files) whose content
@@ -31,12 +31,12 @@ options:
     type: list
     elements: dict
     required: true
-author: kubeflat contributors
+author: kubeflat contributors (@kubeflat)
 """
 
 EXAMPLES = r"""
 - name: Write the Talos patches
-  kubeflat_cluster_files:
+  kubeflat.cluster.cluster_files:
     directories: [{path: /srv/rendered/talos, mode: "0700"}]
     files:
       - {path: /srv/rendered/talos/patches/common.yaml, content: "...", mode: "0644"}

@@ -1,9 +1,9 @@
 # -*- coding: utf-8 -*-
 # Copyright: kubeflat contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Action plugin of kubeflat_render_specs: render, validate and write on the controller.
+"""Action plugin of kubeflat.cluster.render_specs: render, validate and write on the controller.
 
-The documentation (options, return values) is plugins/modules/kubeflat_render_specs.py.
+The documentation (options, return values) is plugins/modules/render_specs.py.
 Everything runs in this controller process: no module is shipped, no Python is started per
 call. The logic lives in plugins/module_utils (kubeflat_specs / kubeflat_edge build the files,
 kubeflat_checkers runs the real checkers and keeps the validation record); this file gathers
@@ -14,7 +14,6 @@ from __future__ import absolute_import, division, print_function
 
 import json
 import os
-import sys
 import tempfile
 import shutil
 from concurrent.futures import ThreadPoolExecutor
@@ -26,16 +25,13 @@ from ansible.plugins.action import ActionBase
 __metaclass__ = type
 
 _UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
-if _UTILS not in sys.path:
-    sys.path.insert(0, _UTILS)
 
-# pylint: disable=wrong-import-position
-import kubeflat_checkers as checkers  # noqa: E402
-from kubeflat_edge import render_edge  # noqa: E402
-from kubeflat_envoy import EnvoyError  # noqa: E402
-from kubeflat_manifests import manifest_order  # noqa: E402
-from kubeflat_spec_values import SpecError  # noqa: E402
-from kubeflat_specs import render_apps  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_checkers as checkers
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_edge import render_edge
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import EnvoyError
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import manifest_order
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import SpecError
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_specs import render_apps
 
 ARGUMENT_SPEC = dict(
     dest=dict(type="path", required=True),
@@ -183,12 +179,12 @@ class ActionModule(ActionBase):
 
     def _run(self):
         if self._connection.transport != "local":
-            raise _Fail("kubeflat_render_specs renders on the controller: run it with "
+            raise _Fail("kubeflat.cluster.render_specs renders on the controller: run it with "
                         "delegate_to: localhost (the connection here is %s)"
                         % self._connection.transport)
         validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(_plain(self._task.args))
         if validation.error_messages:
-            raise _Fail("kubeflat_render_specs: %s" % "; ".join(validation.error_messages))
+            raise _Fail("kubeflat.cluster.render_specs: %s" % "; ".join(validation.error_messages))
         params = validation.validated_parameters
         dest, part = params["dest"], params["part"]
         tools = _Checkers(params)
@@ -205,7 +201,7 @@ class ActionModule(ActionBase):
             # Same inputs and code as the last render, every file on disk is the rendered and
             # validated bytes: rendering again would change nothing and validate nothing.
             return _result(dest, sorted(memo_files), [], [],
-                           {kind: 0 for kind, _ in KINDS},
+                           {kind: 0 for kind, _unused in KINDS},
                            {kind: len([r for r in memo_files if r.startswith(prefix)])
                             if tools.keys[kind] else 0 for kind, prefix in KINDS})
 
@@ -248,7 +244,7 @@ class ActionModule(ActionBase):
             tools.validate(to_check["manifests"], to_check["envoy"])
         new_index = json.dumps(sorted(files), indent=1) + "\n"
         new_record = checkers.dump_record(
-            {kind: (tools.keys[kind], passed[kind]) for kind, _ in KINDS}, key, digests)
+            {kind: (tools.keys[kind], passed[kind]) for kind, _unused in KINDS}, key, digests)
         if not self._task.check_mode:
             for rel in changed:
                 _write(os.path.join(dest, rel), files[rel])
@@ -261,8 +257,8 @@ class ActionModule(ActionBase):
                 _write(record_path, new_record)
 
         out = _result(dest, sorted(files), changed, removed,
-                      {kind: len(to_check[kind]) for kind, _ in KINDS},
-                      {kind: len(passed[kind]) - len(to_check[kind]) for kind, _ in KINDS})
+                      {kind: len(to_check[kind]) for kind, _unused in KINDS},
+                      {kind: len(passed[kind]) - len(to_check[kind]) for kind, _unused in KINDS})
         if self._task.diff and diffs:
             out["diff"] = diffs
         return out

@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: kubeflat_converge
+module: converge
 short_description: Converge in one call the files, sysctls, packages, routes and units a kubeflat stage owns on a host
 description:
   - One module call per host per stage is the floor of a converged Ansible run; this module
@@ -23,7 +23,7 @@ description:
     prerequisites are checked, files are written atomically (the route protocol name first),
     sysctls are set, routes are changed, systemd is reloaded when a unit file under
     C(/etc/systemd/system) changed, and units are enabled.
-  - Routes follow the rules of M(kubeflat_pod_routes) (the same planning code). Only routes
+  - Routes follow the rules of M(kubeflat.cluster.converge) (the same planning code). Only routes
     with kernel route protocol 201 (C(kubeflat)) are ever replaced or deleted; foreign, default
     and connected routes are never touched. The route set is also written to I(routes.persist_path)
     as an C(ip -batch) file for the boot unit.
@@ -195,12 +195,12 @@ options:
         description: Absolute path.
         type: str
         required: true
-author: kubeflat contributors
+author: kubeflat contributors (@kubeflat)
 """
 
 EXAMPLES = r"""
 - name: Converge the static-mode network of this node (one call)
-  kubeflat_converge:
+  kubeflat.cluster.converge:
     host: "{{ inventory_hostname }}"
     packages: [containernetworking-plugins]
     require:
@@ -261,7 +261,7 @@ ip_path:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kubeflat_host import run
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_host import run
 
 
 def main():

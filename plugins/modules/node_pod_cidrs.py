@@ -10,12 +10,12 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: kubeflat_node_pod_cidrs
+module: node_pod_cidrs
 short_description: Read every node's pod CIDR and address from a running Kubernetes cluster
 description:
   - Lists Nodes (C(spec.podCIDRs) and the C(InternalIP)) and, for Cilium's cluster-pool IPAM,
     CiliumNodes (C(spec.ipam.podCIDRs)) with the kubernetes Python client and a kubeconfig,
-    and returns the route set C(<pod CIDR> via <node InternalIP>) for M(kubeflat_pod_routes).
+    and returns the route set C(<pod CIDR> via <node InternalIP>) for M(kubeflat.cluster.converge).
   - Read-only; always C(changed=false). Runs where the kubeconfig is (the controller).
   - Refuses a node without an IPv4 pod CIDR or InternalIP, and pod CIDRs shared by nodes.
 requirements:
@@ -37,12 +37,12 @@ options:
     type: str
     choices: [auto, node, ciliumnode]
     default: auto
-author: kubeflat contributors
+author: kubeflat contributors (@kubeflat)
 """
 
 EXAMPLES = r"""
 - name: Pod CIDRs from the running cluster
-  kubeflat_node_pod_cidrs:
+  kubeflat.cluster.node_pod_cidrs:
     kubeconfig: /etc/kubernetes/admin.conf
   delegate_to: localhost
   run_once: true
@@ -62,7 +62,7 @@ routes:
 import traceback
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible.module_utils.kubeflat_discovery import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_discovery import (
     DiscoveryError, fetch_api_objects, routes_from_api)
 
 try:

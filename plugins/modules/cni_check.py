@@ -10,7 +10,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 ---
-module: kubeflat_cni_check
+module: cni_check
 short_description: Check a node for the classic CNI failures (flannel host-gw, Cilium)
 description:
   - Reads (never changes) the node's CNI bin dirs, CNI conf dir, br_netfilter and
@@ -79,18 +79,18 @@ options:
     description: Fail the task when a check fails (otherwise only report).
     type: bool
     default: true
-author: kubeflat contributors
+author: kubeflat contributors (@kubeflat)
 """
 
 EXAMPLES = r"""
 - name: Check the node before installing flannel
-  kubeflat_cni_check:
+  kubeflat.cluster.cni_check:
     cni: flannel
     phase: pre
     pod_cidr: 10.244.0.0/16
 
 - name: Check flannel after install
-  kubeflat_cni_check:
+  kubeflat.cluster.cni_check:
     cni: flannel
     phase: post
     pod_cidr: "{{ kubeflat_model.pod_cidr }}"
@@ -117,7 +117,7 @@ facts:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.kubeflat_cni_checks import (
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cni_checks import (
     check_br_netfilter, check_cni_plugins, check_conflists, check_ip_forward, check_subnet_env,
     failure_message, failures, requirements)
 
