@@ -24,14 +24,16 @@ from ansible.plugins.action import ActionBase
 
 __metaclass__ = type
 
-_UTILS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "module_utils")
+# The renderer's code: the memo key covers every kubeflat_*.py in both (checkers.code_key).
+_CODE_DIRS = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", sub)
+                   for sub in ("module_utils", "plugin_utils"))
 
-from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_checkers as checkers
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_edge import render_edge
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_checkers as checkers
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_edge import render_edge
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import EnvoyError
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import manifest_order
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import manifest_order
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import SpecError
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_specs import render_apps
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_specs import render_apps
 
 ARGUMENT_SPEC = dict(
     dest=dict(type="path", required=True),
@@ -193,7 +195,7 @@ class ActionModule(ActionBase):
         index_text = _read(index_path)
         record_text = _read(record_path)
         record = checkers.load_record(record_text)
-        key = checkers.inputs_key(checkers.code_key(_UTILS), {
+        key = checkers.inputs_key(checkers.code_key(*_CODE_DIRS), {
             k: params[k] for k in ("part", "apps", "settings", "ingress", "coredns", "model")})
 
         memo_key, memo_files = checkers.load_render_memo(record_text)

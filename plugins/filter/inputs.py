@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: kubeflat contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Thin Jinja filters: every role's inputs validated once (over module_utils/kubeflat_inputs.py).
+"""Thin Jinja filters: every role's inputs validated once (over plugin_utils/kubeflat_inputs.py).
 
 ``kubeflat_input_errors`` replaces the per-role, per-host argument_specs validation tasks with
 one call in the preflight, on the controller: Ansible's own ArgumentSpecValidator over every
@@ -59,7 +59,7 @@ import os
 
 __metaclass__ = type
 
-from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_inputs
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_inputs
 
 ROLES_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                           "..", "..", "roles"))

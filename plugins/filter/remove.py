@@ -11,7 +11,7 @@ from ansible.errors import AnsibleFilterError
 
 __metaclass__ = type
 
-from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_inputs
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_inputs
 from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_owned as owned_utils
 
 ROLES_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),

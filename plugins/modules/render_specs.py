@@ -13,7 +13,7 @@ DOCUMENTATION = r"""
 module: render_specs
 short_description: Render kubeflat app specs and Envoy configs as files, validated by the real checkers
 description:
-  - Builds Kubernetes manifests and Envoy bootstraps as data (plugins/module_utils/kubeflat_catalog.py,
+  - Builds Kubernetes manifests and Envoy bootstraps as data (plugins/plugin_utils/kubeflat_catalog.py,
     kubeflat_specs.py, kubeflat_edge.py, kubeflat_coredns.py and kubeflat_envoy.py) for the whole catalog in one call and writes them under O(dest).
   - Runs as an action plugin in the controller process (no module is shipped to a host, no
     Python is started); O(dest) is a path on the controller and the task must run with

@@ -42,11 +42,11 @@ BIN = os.path.join(ROOT, ".venv", "bin")
 sys.path.insert(0, os.path.join(ROOT, "collections"))  # the collection, as make setup links it
 
 # pylint: disable=wrong-import-position
-from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_checkers  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_checkers  # noqa: E402
 from ansible_collections.kubeflat.cluster.plugins.action import render_specs  # noqa: E402  (the action plugin)
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model  # noqa: E402
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_edge import render_edge  # noqa: E402
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_specs import render_apps  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_edge import render_edge  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_specs import render_apps  # noqa: E402
 
 NAIVE_TEMPLATE = """\
 ---

@@ -31,7 +31,7 @@ import yaml
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model  # noqa: E402
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_specs import render_apps  # noqa: E402
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_specs import render_apps  # noqa: E402
 
 ENVOY = os.path.join(ROOT, ".venv", "bin", "envoy")
 BACKENDS = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]

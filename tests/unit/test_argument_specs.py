@@ -1,5 +1,5 @@
 """Every option of every role's argument_specs, walked: wrong types and out-of-range values are
-refused with the variable and the value named (plugins/module_utils/kubeflat_inputs.py), role
+refused with the variable and the value named (plugins/plugin_utils/kubeflat_inputs.py), role
 defaults agree with the specs, and the shipped inventories validate cleanly.
 """
 import glob
@@ -8,8 +8,8 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_inputs
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_inputs import (
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_inputs
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_inputs import (
     RULES, load_role_specs, unknown_inputs, validate_inputs)
 from ansible_collections.kubeflat.cluster.plugins.filter.inputs import kubeflat_input_errors, kubeflat_input_warnings
 

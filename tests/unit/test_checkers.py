@@ -1,4 +1,4 @@
-"""Unit tests for plugins/module_utils/kubeflat_checkers.py and the validation flow of the
+"""Unit tests for plugins/plugin_utils/kubeflat_checkers.py and the validation flow of the
 kubeflat.cluster.render_specs action plugin, with the real checkers (.venv/bin/kubernetes-validate,
 .venv/bin/envoy): what they refuse stays refused, in-process or not, cold or after a record."""
 import os
@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import yaml
 
-from ansible_collections.kubeflat.cluster.plugins.module_utils import kubeflat_checkers as checkers
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_checkers as checkers
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, ".venv", "bin")

@@ -11,7 +11,7 @@ import pytest
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_cidr import UNUSABLE_NETWORKS, special_purpose
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import ModelError, build_model
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_names import label_problem, name_problem
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_catalog import spec_settings, validate_catalog
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_catalog import spec_settings, validate_catalog
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import SpecError
 
 SETTINGS = {"cluster_name": "lab", "distribution": "kubeadm", "cni": "static",

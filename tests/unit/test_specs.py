@@ -1,4 +1,4 @@
-"""Unit tests for the spec builders (plugins/module_utils/kubeflat_specs.py, kubeflat_edge.py,
+"""Unit tests for the spec builders (plugins/plugin_utils/kubeflat_specs.py, kubeflat_edge.py,
 kubeflat_coredns.py, kubeflat_catalog.py, ...): catalog -> manifests, and refusals."""
 import copy
 import hashlib
@@ -8,14 +8,14 @@ import pytest
 import yaml
 
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_catalog import spec_settings
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_coredns import coredns_settings, corefile
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_edge import ingress_settings, render_edge
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import (
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_catalog import spec_settings
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_coredns import coredns_settings, corefile
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_edge import ingress_settings, render_edge
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import (
     CHECKSUM_ANNOTATION, content_hash, dump_yaml, manifest_order)
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import (
     SpecError, format_memory, parse_memory)
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_specs import render_apps
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_specs import render_apps
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "apps.yml")) as _fh:
@@ -504,7 +504,7 @@ def test_restart_record_file_round_trips():
 
 
 def test_restarted_manifests_pass_kubernetes_validate():
-    from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_checkers import KubeValidator
+    from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_checkers import KubeValidator
     from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_restart import restart_record
     files = render(settings=dict(SETTINGS, restarts=restart_record(apps(), "web,catalog", {},
                                                                    NOW)))

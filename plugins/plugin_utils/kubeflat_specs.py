@@ -15,9 +15,9 @@ from __future__ import absolute_import, division, print_function
 
 import hashlib
 
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_catalog import spec_settings, validate_catalog
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_catalog import spec_settings, validate_catalog
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import sidecar_bootstrap
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import (
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import (
     CHECKSUM_ANNOTATION, ENVOY_CONFIG_PATH, NAME_LABEL, content_hash, dump_all, dump_yaml,
     namespace_manifest, object_meta)
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_restart import restart_annotations

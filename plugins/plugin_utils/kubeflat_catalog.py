@@ -35,7 +35,7 @@ import yaml
 
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import (
     EnvoyError, cluster_resolvers, envoy_options, headless_name)
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import dump_yaml
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import dump_yaml
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import (
     SpecError, parse_memory, spec_int, spec_label, spec_port, spec_resources, with_defaults)
 

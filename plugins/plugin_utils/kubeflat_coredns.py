@@ -10,7 +10,7 @@ from __future__ import absolute_import, division, print_function
 
 import hashlib
 
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import (
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import (
     CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, MANAGED_BY, content_hash, object_meta)
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import (
     SpecError, spec_int, spec_port, spec_resources, with_defaults)

@@ -22,8 +22,8 @@
   under the same key; anything else is validated again.
 * **render memo**: the record also keeps ``render: {"inputs": key, "files": {relpath: sha256}}``,
   where the key is the sha256 of the renderer's inputs and of its code (every
-  ``kubeflat_*.py`` in module_utils, PyYAML's version and backend, the Python version). The
-  builders are pure functions of those, so when the key matches, every file on disk still has
+  ``kubeflat_*.py`` in module_utils and plugin_utils, PyYAML's version and backend, the Python
+  version). The builders are pure functions of those, so when the key matches, every file on disk still has
   its recorded sha256 and every file passed the current checkers, the render would produce
   exactly these bytes and nothing would be validated or written: the caller may skip it.
 """
@@ -117,18 +117,19 @@ def dump_record(checks, inputs_key=None, files=None):
     return json.dumps(data, indent=1, sort_keys=True) + "\n"
 
 
-def code_key(directory):
-    """sha256 of the renderer's code: every ``kubeflat_*.py`` in ``directory`` (module_utils),
-    PyYAML's version and backend, and the Python version."""
+def code_key(*directories):
+    """sha256 of the renderer's code: every ``kubeflat_*.py`` in ``directories`` (module_utils
+    and plugin_utils), PyYAML's version and backend, and the Python version."""
     sha = hashlib.sha256(("format %d; python %s; pyyaml %s libyaml %s" % (
         RECORD_FORMAT, sys.version, yaml.__version__,
         getattr(yaml, "__with_libyaml__", False))).encode("utf-8"))
-    for name in sorted(os.listdir(directory)):
-        if name.startswith("kubeflat_") and name.endswith(".py"):
-            sha.update(name.encode("utf-8") + b"\0")
-            with open(os.path.join(directory, name), "rb") as handle:
-                sha.update(handle.read())
-            sha.update(b"\0")
+    for directory in directories:
+        for name in sorted(os.listdir(directory)):
+            if name.startswith("kubeflat_") and name.endswith(".py"):
+                sha.update(name.encode("utf-8") + b"\0")
+                with open(os.path.join(directory, name), "rb") as handle:
+                    sha.update(handle.read())
+                sha.update(b"\0")
     return sha.hexdigest()
 
 

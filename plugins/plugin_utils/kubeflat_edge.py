@@ -9,12 +9,12 @@ from __future__ import absolute_import, division, print_function
 
 import hashlib
 
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_catalog import spec_settings, validate_catalog
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_coredns import coredns_bundle, coredns_settings
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_catalog import spec_settings, validate_catalog
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_coredns import coredns_bundle, coredns_settings
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import (
     cluster_resolvers, envoy_options, headless_name, ingress_bootstrap,
     ingress_drain_seconds, ingress_pre_stop, outside_balancer_bootstrap)
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_manifests import (
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import (
     CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, ENVOY_CONFIG_PATH, MANAGED_BY, NAME_LABEL,
     content_hash, dump_all, dump_yaml, namespace_manifest, object_meta)
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import (
