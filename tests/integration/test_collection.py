@@ -54,7 +54,7 @@ def installed(tmp_path_factory):
     target = work / "installed"
     target.mkdir()
     assert not any(target.iterdir())
-    done = galaxy("collection", "install", "--no-deps", "-p", str(target), str(tarballs[0]),
+    done = galaxy("collection", "install", "--force", "--no-deps", "-p", str(target), str(tarballs[0]),
                   cwd=work, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     manifest = json.loads((target / "ansible_collections/kubeflat/cluster/MANIFEST.json").read_text())
@@ -91,20 +91,13 @@ def test_ansible_doc_shows_the_installed_module(installed):
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = Lab(INVENTORY)
-    try:
-        lab.up()
+    with Lab(INVENTORY) as lab:     # up, and down again even when a test fails
         yield lab
-    finally:
-        lab.down()
 
 
 def play(lab, work, env, *args):
     """ansible-playbook kubeflat.cluster.site from the lab's controller namespace, in `work`."""
-    run_env = lab.ansible_env()
-    run_env = {k: v for k, v in run_env.items() if not k.startswith("ANSIBLE_")}
-    run_env.update({k: v for k, v in lab.ansible_env().items()
-                    if k.startswith("ANSIBLE_") and k not in ("ANSIBLE_CONFIG", "ANSIBLE_COLLECTIONS_PATH")})
+    run_env = lab.ansible_env()     # the lab's ssh settings; config and paths from `installed`
     run_env.update({k: v for k, v in env.items() if k.startswith("ANSIBLE_")})
     argv = lab.ctl_argv([str(VENV_BIN / "ansible-playbook"), "-i", str(work / "inventory"),
                          "kubeflat.cluster.site"] + list(args))

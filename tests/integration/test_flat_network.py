@@ -98,12 +98,8 @@ def run(lab, **kw):
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def lab():
-    lab = Lab(INVENTORY)
-    try:
-        lab.up()
+    with Lab(INVENTORY) as lab:     # up, and down again even when a test fails
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")

@@ -70,12 +70,8 @@ def run(lab, playbook, **kw):
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = Lab(INVENTORY)
-    try:
-        lab.up()
+    with Lab(INVENTORY) as lab:     # up, and down again even when a test fails
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture(scope="module")
