@@ -4,7 +4,8 @@
 """Action plugin of kubeflat.cluster.network_diagram: draw the network on the controller.
 
 The documentation is plugins/modules/network_diagram.py. Everything runs in this
-controller process; ``dot`` (Graphviz) is started only when the DOT source changed or an
+controller process; each host's last checked routes are kept in ``.<name>.routes.json`` beside
+the picture; ``dot`` (Graphviz) is started only when the DOT source changed or an
 output file is missing, so a converged run starts no process and reports changed=false.
 The picture itself is built by plugins/module_utils/kubeflat_diagram.py.
 """
@@ -109,7 +110,7 @@ def _write(path, data):
 
 
 class ActionModule(ActionBase):
-    """Draw the network (model + this run's route checks) as DOT, SVG and PNG."""
+    """Draw the network (model + each host's last route check) as DOT, SVG and PNG."""
 
     TRANSFERS_FILES = False
     _supports_check_mode = True
@@ -140,13 +141,20 @@ class ActionModule(ActionBase):
             raise _Fail("kubeflat.cluster.network_diagram: name=%r must be a plain file name" % name)
         live = diagram.live_routes(_registered(task_vars, model, params["registers"]),
                                    params["registers"])
-        graph = diagram.build_graph(model, live, params["max_route_edges"])
+        memory = os.path.join(dest, ".%s.routes.json" % name)
+        hosts = [h["name"] for h in list(model.get("nodes") or [])
+                 + list(model.get("outside_hosts") or [])]
+        seen = diagram.remember(diagram.load_seen(_read(memory), hosts), live)
+        seen_text, seen_before = diagram.dump_seen(seen), _read(memory)
+        graph = diagram.build_graph(model, seen, params["max_route_edges"])
         dot_text = diagram.to_dot(graph)
         counts, problems = diagram.summary(graph)
         paths = {s: os.path.join(dest, name + s) for s in (".dot", ".svg", ".png")}
         before = _read(paths[".dot"])
         stale = before != dot_text or not all(os.path.isfile(paths[s]) for s in (".svg", ".png"))
         changed_files = [paths[s] for s in (".dot", ".svg", ".png")] if stale else []
+        if seen_before != seen_text:
+            changed_files.append(memory)
         warnings = []
         if stale and not self._task.check_mode:
             dot_bin = shutil.which(params["dot"])
@@ -157,7 +165,8 @@ class ActionModule(ActionBase):
                 warnings.append("Graphviz `dot` (%s) not found: wrote %s only; install Debian "
                                 "graphviz for network.svg and network.png"
                                 % (params["dot"], paths[".dot"]))
-                changed_files = [paths[".dot"]] if before != dot_text else []
+                changed_files = [p for p in changed_files if p not in (paths[".svg"],
+                                                                       paths[".png"])]
                 if before != dot_text:
                     _write(paths[".dot"], dot_text)
             else:
@@ -165,9 +174,14 @@ class ActionModule(ActionBase):
                 for suffix in (".svg", ".png"):
                     _write(paths[suffix], drawn[suffix])
                 _write(paths[".dot"], dot_text)   # last: a crash before it redraws next run
+        if seen_before != seen_text and not self._task.check_mode:
+            if not os.path.isdir(dest):
+                os.makedirs(dest, 0o755)
+            _write(memory, seen_text)
         out = dict(changed=bool(changed_files), svg=paths[".svg"], png=paths[".png"],
                    dot=paths[".dot"], changed_files=changed_files, routes=counts,
-                   problems=problems, checked_hosts=graph["checked_hosts"],
+                   problems=problems, checked_hosts=sorted(live),
+                   remembered_hosts=sorted(set(seen) - set(live)),
                    msg="network diagram: %s (%s)" % (paths[".svg"], ", ".join(
                        "%d %s" % (counts[s], s) for s in diagram.STATUSES if counts[s])
                        or "no routes"),

@@ -10,21 +10,26 @@
   segments (L2 networks, racks with BGP), nodes with their pod CIDRs, outside hosts, rack
   routers, BGP sessions and every expected route with its status;
 * :func:`to_dot` writes that description as Graphviz DOT text (``dot -Tsvg`` / ``-Tpng``
-  draw it). Output is deterministic: the same inputs give the same bytes.
+  draw it). Output is deterministic: the same inputs give the same bytes;
+* :func:`load_seen`, :func:`remember` and :func:`dump_seen` keep each host's last checked
+  routes between runs (a file beside the picture), so a tag run that checks only some hosts
+  (``--tags network``: the nodes) draws the others as they were last seen, and two converged
+  runs with different tags draw the same picture.
 
 Route status, per expected route (``host -> gateway node``, from the model's route set of
 that host, ``kubeflat_routes.host_route_set``):
 
-``present``  the host has it (checked this run);
+``present``  the host has it (as last checked);
 ``missing``  the host was checked and has no route to that prefix (drawn dashed red);
 ``wrong``    the host routes that prefix via another gateway (orange);
-``expected`` the host was not checked in this run (grey: what the model says);
+``expected`` the host's routes were never checked (grey: what the model says);
 ``stale``    a kubeflat route the host has that the model no longer wants (dotted grey).
 """
 
 from __future__ import absolute_import, division, print_function
 
 import ipaddress
+import json
 
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_routes import host_route_set
 
@@ -82,16 +87,16 @@ def have_from_result(result):
     """The kubeflat routes a host has, from one registered ``kubeflat.cluster.converge`` result, or
     None when the result says nothing about them.
 
-    An applied (not check mode) result's ``routes`` are read back from the kernel after the
-    change, or, when nothing changed, equal the wanted set; a check's ``plan`` tells what the
+    An applied (``check_mode`` false) result's ``routes`` are read back from the kernel after
+    the change, or, when nothing changed, equal the wanted set; a check's ``plan`` tells what the
     host had before: ``keep`` (right), ``replace`` (another gateway; the old one is taken from
     the diff when it is there), ``delete`` (stale); ``add`` are missing.
     """
     if not _usable(result):
         return None
     plan = result.get("plan")
-    if isinstance(plan, dict) and result.get("pending", True) and \
-            ("keep" in plan or "add" in plan):
+    checked_only = result.get("check_mode", True) or not result.get("pending", True)
+    if isinstance(plan, dict) and checked_only and ("keep" in plan or "add" in plan):
         have = [_route(r["dest"], r.get("via")) for r in plan.get("keep") or []]
         have += [_route(r["dest"], r.get("via")) for r in plan.get("delete") or []]
         old = _diff_before(result)
@@ -130,6 +135,52 @@ def live_routes(registered, registers=LIVE_REGISTERS):
                 out[host] = have
                 break
     return out
+
+
+# --------------------------------------------------------------------------- memory
+def _seen_routes(value):
+    """A remembered host entry as a route list, or None when it is not one."""
+    if not isinstance(value, list):
+        return None
+    out = []
+    for route in value:
+        if not isinstance(route, dict) or not isinstance(route.get("dest"), str) or \
+                not isinstance(route.get("via"), (str, type(None))):
+            return None
+        out.append(_route(route["dest"], route["via"]) if route["via"] is not None
+                   else {"dest": route["dest"], "via": None})
+    return sorted(out, key=_route_key)
+
+
+def load_seen(text, hosts):
+    """``{host: [routes]}`` remembered by earlier runs (the memory file's ``text``), for the
+    hosts in ``hosts`` only (a host that left the inventory is forgotten). Anything unreadable
+    is forgotten too: the host is then drawn as the model expects it until it is checked."""
+    try:
+        data = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    hosts_seen = data.get("hosts") if isinstance(data, dict) else None
+    if not isinstance(hosts_seen, dict):
+        return {}
+    out = {}
+    for host in hosts:
+        routes = _seen_routes(hosts_seen.get(host))
+        if routes is not None:
+            out[host] = routes
+    return out
+
+
+def remember(seen, live):
+    """The routes to draw: this run's checks (``live``) over what earlier runs saw."""
+    merged = dict(seen or {})
+    merged.update(live or {})
+    return merged
+
+
+def dump_seen(seen):
+    """Text of the memory file (deterministic)."""
+    return json.dumps({"hosts": seen}, indent=1, sort_keys=True) + "\n"
 
 
 # --------------------------------------------------------------------------- the graph
@@ -199,7 +250,7 @@ def _host_routes(model, host, have, owners):
 
 def build_graph(model, live=None, max_route_edges=MAX_ROUTE_EDGES):
     """The picture as data. ``live`` is ``{host: [{"dest", "via"}]}`` (see :func:`live_routes`)
-    for the hosts checked in this run; hosts not in it are drawn as the model expects them.
+    for the hosts checked (this run or remembered); hosts not in it are drawn as the model expects them.
     """
     if not isinstance(model, dict) or "nodes" not in model:
         raise DiagramError("kubeflat_model is not a cluster model (no nodes): %r"
@@ -300,7 +351,7 @@ def _host_label(host):
             parts += ["%d %s" % (counts[s], s) for s in ("missing", "wrong", "stale") if counts[s]]
             lines.append(", ".join(parts))
         else:
-            lines.append("%d routes (not checked this run)" % total)
+            lines.append("%d routes (never checked)" % total)
     return "\n".join(lines)
 
 
@@ -358,11 +409,11 @@ def to_dot(graph):
         graph["cluster_name"], graph["cni"], graph["pod_cidr"], ", BGP racks" if graph["bgp"]
         else "")
     if graph["checked_hosts"]:
-        state = "routes checked this run on %d host(s): %s" % (
+        state = "routes as last checked on %d host(s): %s" % (
             len(graph["checked_hosts"]), ", ".join("%d %s" % (counts[s], s) for s in STATUSES
                                                    if counts[s]) or "none expected")
     else:
-        state = "no routes checked this run: drawn as the model expects them"
+        state = "no routes checked yet: drawn as the model expects them"
     if not graph["all_routes_drawn"]:
         state += "\n(%d routes: only routes that are not right are drawn; counts in each host)" \
             % len(graph["routes"])
@@ -402,7 +453,7 @@ def to_dot(graph):
             **{"class": "route %s" % route["status"]}, **style)))
     lines.append("  %s %s;" % (quote("legend"), _attrs(
         shape="note", fontsize="9", id="legend", label="routes: green = present, "
-        "red dashed = MISSING, orange dashed = WRONG gateway,\ngrey = expected (not checked "
-        "this run), grey dotted = stale, blue dotted = BGP session")))
+        "red dashed = MISSING, orange dashed = WRONG gateway,\ngrey = expected (never "
+        "checked), grey dotted = stale, blue dotted = BGP session")))
     lines.append("}")
     return "\n".join(lines) + "\n"

@@ -405,7 +405,7 @@ def run(module):
                   changed_paths=sorted(set(item["path"] for item, _unused in plan.files)
                                        | (set([FSTAB]) if plan.fstab is not None else set())),
                   package_versions=plan.versions, warnings_detail=warnings,
-                  diff=plan.diff if pending else [])
+                  diff=plan.diff if pending else [], check_mode=module.check_mode)
     if params["routes"] is not None:
         result["ip_path"] = plan.ip
         result["plan"] = plan.route_plan

@@ -234,6 +234,10 @@ pending:
   description: Whether anything differs from the wanted state (same as C(changed), also in check mode).
   returned: always
   type: bool
+check_mode:
+  description: Whether this call only checked (check mode); its C(plan) is then what the host has now.
+  returned: always
+  type: bool
 routes:
   description: The kubeflat-owned routes after the run (in check mode, the planned set), C(dest via gw).
   returned: when routes is given

@@ -11,24 +11,27 @@ __metaclass__ = type
 DOCUMENTATION = r"""
 ---
 module: network_diagram
-short_description: Draw the cluster's flat network as DOT, SVG and PNG, with this run's route checks
+short_description: Draw the cluster's flat network as DOT, SVG and PNG, with each host's last route check
 description:
   - Builds a picture of the network from the cluster model (fact C(kubeflat_model)) with
     plugins/module_utils/kubeflat_diagram.py - host networks (racks with BGP), nodes with
     their address and pod CIDR, outside hosts, rack routers and BGP sessions, and every route
     kubeflat expects on each host (C(<pod CIDR> via <node>)) - and writes
     C(<dest>/<name>.dot), C(<name>.svg) and C(<name>.png).
-  - Routes are drawn with the state this run found, read from the hosts' registered route
-    checks (O(registers), the freshest first). A host checked in this run shows each expected
-    route as present (green), missing (red, dashed, labelled MISSING), via the wrong gateway
-    (orange) and kubeflat routes it should no longer have as stale (dotted); a host not checked
-    in this run (another tag, unreachable) shows what the model expects (grey).
+  - Routes are drawn with the state last found on each host: this run's registered route
+    checks (O(registers), the freshest first; an applied change is drawn as the host has it
+    after the change), and for hosts this run did not check (another tag, unreachable) the
+    state an earlier run found, kept in C(<dest>/.<name>.routes.json). Each expected route is
+    present (green), missing (red, dashed, labelled MISSING) or via the wrong gateway
+    (orange); kubeflat routes a host should no longer have are stale (dotted); a host never
+    checked shows what the model expects (grey). So converged runs with different tags draw
+    the same picture and report C(changed=false).
   - Runs as an action plugin in the controller process (no module is shipped, no host is
     contacted); the task must run with C(delegate_to=localhost). Graphviz C(dot) is started
     only when the DOT source differs from C(<name>.dot) on disk or an output is missing, so a
     converged run starts no process and reports C(changed=false).
   - Without C(dot) on the controller the DOT source is still written and a warning says so.
-  - Check mode writes nothing and reports what would change; diff mode shows the DOT change.
+  - Check mode writes nothing (neither the picture nor the memory) and reports what would change; diff mode shows the DOT change.
   - The task's output line names the SVG (shown without C(-v), like C(debug)).
 options:
   dest:
@@ -101,6 +104,11 @@ problems:
   sample: ["db1: missing 10.244.2.0/24 via 10.77.0.22"]
 checked_hosts:
   description: Hosts whose routes were checked in this run.
+  returned: always
+  type: list
+  elements: str
+remembered_hosts:
+  description: Hosts not checked in this run, drawn as an earlier run found them.
   returned: always
   type: list
   elements: str

@@ -38,10 +38,10 @@ def test_every_node_cidr_and_outside_host_in_graph_and_dot():
         assert '"host:%s"' % name in dot and "pods %s" % cidr in dot
     assert '"host:db1"' in dot and "outside host" in dot
     assert "segment 10.77.0.0/24" in dot
-    # static mode: 3 nodes x 2 peers + db1 x 3 nodes, none checked this run
+    # static mode: 3 nodes x 2 peers + db1 x 3 nodes, none checked yet
     assert len(graph["routes"]) == 9
     assert {x["status"] for x in graph["routes"]} == {"expected"}
-    assert "no routes checked this run" in dot
+    assert "no routes checked yet" in dot
 
 
 def test_missing_wrong_stale_and_present():
@@ -84,6 +84,15 @@ def test_have_from_check_plan_apply_and_unusable_results():
                                          r("10.244.1.0/24", "10.77.0.5")]
     applied = {"changed": True, "pending": True, "routes": ["10.244.0.0/24 via 10.77.0.11"]}
     assert d.have_from_result(applied) == [r("10.244.0.0/24", "10.77.0.11")]
+    # the module's applied result also carries the plan it carried out: the routes read back
+    # after the change are what the host has, not the plan's "before"
+    applied_plan = dict(check, check_mode=False, changed=True,
+                        routes=["10.244.0.0/24 via 10.77.0.11", "10.244.1.0/24 via 10.77.0.21",
+                                "10.244.2.0/24 via 10.77.0.22"])
+    assert d.have_from_result(applied_plan) == [r("10.244.0.0/24", "10.77.0.11"),
+                                                r("10.244.1.0/24", "10.77.0.21"),
+                                                r("10.244.2.0/24", "10.77.0.22")]
+    assert d.have_from_result(dict(check, check_mode=True)) == d.have_from_result(check)
     converged = {"pending": False, "plan": {"keep": keep, "add": [], "replace": [],
                                             "delete": []}, "routes": ["10.244.0.0/24 via 10.77.0.11"]}
     assert d.have_from_result(converged) == [r("10.244.0.0/24", "10.77.0.11")]
@@ -100,6 +109,27 @@ def test_live_routes_freshest_register_wins():
     live = d.live_routes(reg)
     assert live == {"db1": [r("10.244.0.0/24", "10.77.0.11")],
                     "w1": [r("10.244.2.0/24", "10.77.0.22")]}
+
+
+def test_memory_keeps_hosts_not_checked_this_run():
+    hosts = ["cp1", "w1", "w2", "db1"]
+    network_run = {"w1": [r("10.244.0.0/24", "10.77.0.11")]}
+    routes_run = {"db1": [r("10.244.0.0/24", "10.77.0.11")]}
+    first = d.remember(d.load_seen(None, hosts), network_run)
+    text = d.dump_seen(first)
+    second = d.remember(d.load_seen(text, hosts), routes_run)
+    assert second == {"w1": network_run["w1"], "db1": routes_run["db1"]}
+    # this run's check wins over the memory
+    fresh = {"w1": [r("10.244.0.0/24", "10.77.0.99")]}
+    assert d.remember(second, fresh)["w1"] == fresh["w1"]
+    # two runs with different tags draw the same picture once both were seen
+    both = d.dump_seen(second)
+    assert d.to_dot(d.build_graph(model(), d.remember(d.load_seen(both, hosts), network_run))) \
+        == d.to_dot(d.build_graph(model(), d.remember(d.load_seen(both, hosts), routes_run)))
+    # a host that left the inventory, and unreadable entries, are forgotten
+    assert d.load_seen(both, ["w1"]) == {"w1": network_run["w1"]}
+    assert d.load_seen('{"hosts": {"w1": [{"dest": 1}]}}', hosts) == {}
+    assert d.load_seen("not json", hosts) == {} and d.load_seen("[]", hosts) == {}
 
 
 def test_bgp_racks_routers_and_sessions():
