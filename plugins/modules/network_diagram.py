@@ -18,7 +18,7 @@ description:
     their address and pod CIDR, outside hosts, rack routers and BGP sessions, and every route
     kubeflat expects on each host (C(<pod CIDR> via <node>)) - and writes
     C(<dest>/<name>.dot), C(<name>.svg) and C(<name>.png).
-  - Routes are drawn with the state last found on each host: this run's registered route
+  - Routes are drawn with the state last found on each host, from this run's registered route
     checks (O(registers), the freshest first; an applied change is drawn as the host has it
     after the change), and for hosts this run did not check (another tag, unreachable) the
     state an earlier run found, kept in C(<dest>/.<name>.routes.json). Each expected route is
