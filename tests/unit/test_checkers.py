@@ -11,7 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import yaml
 
+from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_checkers as checkers
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_specs import render_apps
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, ".venv", "bin")
@@ -167,6 +169,14 @@ def test_envoy_passes_good_configs_and_validates_identical_ones_once():
     assert [rels for rels, _ in started] == [["a.yaml", "b.yaml"]]
 
 
+def test_hand_written_configs_are_validated_alone():
+    # not written as kubeflat writes YAML (flow style): never merged into a batch
+    started, errors = envoy_check({"ok.yaml": ENVOY_GOOD, "late.yaml": ENVOY_BAD_DURATION})
+    assert sorted(rels[0] for rels, _ in errors) == ["late.yaml"]
+    stats = checkers.envoy_stats(started)
+    assert stats["batched"] == 0 and stats["processes"] == stats["configs"] == 2
+
+
 def test_envoy_refuses_bad_configs_naming_the_file():
     _, errors = envoy_check({"ok.yaml": ENVOY_GOOD, "late.yaml": ENVOY_BAD_DURATION,
                              "colour.yaml": ENVOY_UNKNOWN_FIELD})
@@ -283,6 +293,38 @@ def test_bad_content_is_refused_cold_and_after_a_record_exists(flow, rel, bad, c
     warm = run_action(flow, dict(FILES, **{rel: bad}))
     assert warm["failed"] and checker in warm["msg"]
     assert snapshot(flow) == before  # neither the file nor the record changed
+
+
+def rendered_sidecars(count):
+    """``{rel: text}`` of real sidecars (kubeflat_specs.render_apps): a chain of apps."""
+    catalog = [{"name": "a%d" % i, "image": "example/a:1", "ports": [{"name": "http",
+                                                                       "port": 8080}],
+                "calls": ["a%d" % (i + 1)] if i < count else []} for i in range(count + 1)]
+    model = build_model({"cluster_name": "t", "distribution": "none",
+                         "host_networks": ["10.77.0.0/24"]},
+                        [{"name": "cp1", "address": "10.77.0.11",
+                          "groups": ["kube_control_plane", "k8s_cluster"]}])
+    files = render_apps(catalog, {"namespace": "shop"}, model)
+    return {rel: text for rel, text in files.items() if rel.startswith("envoy/")}
+
+
+def test_batched_sidecars_one_bad_is_refused_by_name_cold_and_warm(flow):
+    sidecars = rendered_sidecars(5)
+    assert len(sidecars) == 5
+    files = dict(FILES, **sidecars)
+    bad = "envoy/sidecars/shop/a2.yaml"
+    broken = dict(files, **{bad: sidecars[bad].replace("connect_timeout: 1s",
+                                                       "connect_timeout: soon")})
+    for step in ("cold", "good", "warm"):  # cold: in a refused batch; warm: alone
+        result = run_action(flow, files if step == "good" else broken)
+        if step == "good":
+            assert not result.get("failed"), result
+            assert result["validated"] == {"manifests": 2, "envoy": 6}
+            continue
+        assert result["failed"] and "envoy --mode validate refused %s;" % bad in result["msg"]
+        assert "kfbatch" not in result["msg"] and "soon" in result["msg"]
+        for rel in sidecars:
+            assert rel == bad or rel not in result["msg"]
 
 
 def test_a_file_edited_on_disk_is_validated_again_and_restored(flow):
