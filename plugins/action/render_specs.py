@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.common.json import Direction, get_module_encoder
 from ansible.plugins.action import ActionBase
+from ansible.template import is_trusted_as_template
 
 __metaclass__ = type
 
@@ -29,6 +30,7 @@ _CODE_DIRS = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                    for sub in ("module_utils", "plugin_utils"))
 
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_checkers as checkers
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_inputs import untemplated
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_edge import render_edge
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import EnvoyError
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import manifest_order
@@ -39,6 +41,7 @@ ARGUMENT_SPEC = dict(
     dest=dict(type="path", required=True),
     part=dict(type="str", choices=["apps", "edge"], default="apps"),
     apps=dict(type="list", elements="dict", default=[]),
+    apps_var=dict(type="str", default=""),
     settings=dict(type="dict", default={}),
     ingress=dict(type="dict", default={}),
     coredns=dict(type="dict"),
@@ -47,6 +50,7 @@ ARGUMENT_SPEC = dict(
     kube_version=dict(type="str", default="1.37.0"),
     envoy=dict(type="str", default=""),
 )
+MUTUALLY_EXCLUSIVE = [["apps", "apps_var"]]
 KINDS = (("manifests", "specs/"), ("envoy", "envoy/"))
 
 
@@ -85,6 +89,11 @@ def _plain(args):
     """The task args as plain JSON data, exactly as a module would have received them."""
     encoder = get_module_encoder("legacy", Direction.CONTROLLER_TO_MODULE)
     return json.loads(json.dumps(args, cls=encoder))
+
+
+def _shown(value, limit=120):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _render(params):
@@ -174,20 +183,44 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         try:
-            result.update(self._run())
+            result.update(self._run(task_vars))
         except _Fail as exc:
             result.update(exc.result)
         return result
 
-    def _run(self):
+    def _catalog(self, name, task_vars):
+        """The catalog in variable ``name``, as templating it would give, as plain data.
+
+        Read from the task's variables, so Ansible does not template a 1,000-app list into the
+        task arguments (and send it back with the result): data with nothing to template is
+        used as it is (kubeflat_inputs.untemplated), anything else is templated here.
+        """
+        task_vars = task_vars or {}
+        if name not in task_vars:
+            raise _Fail("kubeflat.cluster.render_specs: apps_var names %s, which is not defined"
+                        % name, variable=name)
+        found, apps = untemplated(task_vars[name], task_vars, is_trusted_as_template)
+        if not found:
+            apps = _plain(self._templar.template(task_vars[name]))
+        if not isinstance(apps, list) or not all(isinstance(app, dict) for app in apps):
+            bad = apps if not isinstance(apps, list) else \
+                next(app for app in apps if not isinstance(app, dict))
+            raise _Fail("kubeflat app specs are invalid: %s must be a list of mappings, got %s"
+                        % (name, _shown(bad)), variable=name, value=_shown(bad))
+        return apps
+
+    def _run(self, task_vars=None):
         if self._connection.transport != "local":
             raise _Fail("kubeflat.cluster.render_specs renders on the controller: run it with "
                         "delegate_to: localhost (the connection here is %s)"
                         % self._connection.transport)
-        validation = ArgumentSpecValidator(ARGUMENT_SPEC).validate(_plain(self._task.args))
+        validation = ArgumentSpecValidator(ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE) \
+            .validate(_plain(self._task.args))
         if validation.error_messages:
             raise _Fail("kubeflat.cluster.render_specs: %s" % "; ".join(validation.error_messages))
         params = validation.validated_parameters
+        if params["apps_var"]:
+            params["apps"] = self._catalog(params["apps_var"], task_vars)
         dest, part = params["dest"], params["part"]
         tools = _Checkers(params)
         index_path = os.path.join(dest, ".kubeflat-%s.json" % part)

@@ -21,6 +21,9 @@ description:
     plus kubeflat's rules (ports, ranges, prefix lengths, DNS labels and names, addresses).
   - A value shared by many hosts (group_vars) is validated once and reported once, naming the
     hosts. Unset variables take the role default and are not validated again.
+  - With O(hostvars), a value that holds nothing to template (no Jinja in any string) is read
+    untemplated, once per distinct value, instead of being templated once per host; any other
+    value is templated per host as before.
   - The companion filter C(kubeflat_input_warnings) takes the same arguments and returns
     warnings for role-prefixed variables that no role knows, with the closest known name.
 positional: _input, roles_dir
@@ -34,6 +37,10 @@ options:
       (the collection's, or the clone's C(roles/)).
     type: str
     default: ""
+  hostvars:
+    description: The C(hostvars) variable; its C(raw_get) gives each host's untemplated
+      variables. Without it every value is read through O(_input) (templated per host).
+    type: raw
 """
 
 EXAMPLES = r"""
@@ -43,7 +50,8 @@ EXAMPLES = r"""
     fail_msg: "{{ __input_errors | join('\n') }}"
     quiet: true
   vars:
-    __input_errors: "{{ groups['all'] | map('extract', hostvars) | kubeflat_input_errors }}"
+    __input_errors: >-
+      {{ groups['all'] | map('extract', hostvars) | kubeflat_input_errors(hostvars=hostvars) }}
   run_once: true
   delegate_to: localhost
 """
@@ -65,10 +73,11 @@ ROLES_DIR = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file
                                           "..", "..", "roles"))
 
 
-def kubeflat_input_errors(hosts, roles_dir=""):
+def kubeflat_input_errors(hosts, roles_dir="", hostvars=None):
     """Problems in every host's role inputs (see DOCUMENTATION)."""
     specs = kubeflat_inputs.load_role_specs(roles_dir or ROLES_DIR)
-    return kubeflat_inputs.validate_inputs(specs, hosts)
+    raw_get = getattr(hostvars, "raw_get", None)
+    return kubeflat_inputs.validate_inputs(specs, hosts, raw_vars=raw_get)
 
 
 def kubeflat_input_warnings(hosts, roles_dir=""):

@@ -50,6 +50,16 @@ options:
     type: list
     elements: dict
     default: []
+  apps_var:
+    description:
+      - Name of the variable that holds the catalog, instead of O(apps). The action reads it
+        from the task's variables and templates it itself, so Ansible does not template a
+        large list into the task arguments (and send it back with the result) on every run.
+      - A value with nothing to template (no Jinja in any string), or a string that is just
+        C({{ other }}) or C({{ other | default(<literal>) }}) leading to one, is used as it is;
+        anything else is templated as Ansible would template O(apps).
+    type: str
+    default: ""
   settings:
     description: Catalog-wide settings (C(app_specs_*) without the prefix).
     type: dict
@@ -85,7 +95,7 @@ EXAMPLES = r"""
   kubeflat.cluster.render_specs:
     dest: "{{ kubeflat_render_dir }}"
     part: apps
-    apps: "{{ app_specs_apps }}"
+    apps_var: app_specs_apps  # or apps: "{{ app_specs_apps }}"
     settings: {namespace: shop}
     model: "{{ kubeflat_model }}"
     kubernetes_validate: "{{ ansible_playbook_python | dirname }}/kubernetes-validate"

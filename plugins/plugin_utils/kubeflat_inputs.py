@@ -19,7 +19,11 @@ required and sub-options as the automatic task) and adds:
 
 Only variables that carry a role's prefix and that the role's spec knows are validated, and
 only when a host defines them: an absent variable takes the role default, which the unit tests
-validate against the spec once. Values come already templated from ``hostvars``.
+validate against the spec once. Values come templated from ``hostvars``, except those that
+hold nothing to template (:func:`untemplated`): those are read as they are, once per distinct
+value, so a 1,000-app catalog shared through group_vars by every host is converted and validated
+once, not templated once per host. The action plugin render_specs reads the catalog the same
+way instead of having Ansible template it into its task arguments.
 
 Cross-field rules (overlaps, adjacency, catalog references) stay in the cluster model and the
 builders, which name the variable the same way.
@@ -32,6 +36,7 @@ import glob
 import json
 import os
 import re
+from collections.abc import Mapping
 
 import yaml
 
@@ -184,6 +189,72 @@ for _key in getattr(kubeflat_envoy, "_PORT_KEYS", ()):
     RULES["app_specs_envoy." + _key] = PORT
 for _key, (_low, _high) in getattr(kubeflat_envoy, "_INT_RANGES", {}).items():
     RULES["app_specs_envoy." + _key] = ("int", _low, _high)
+
+
+# --- values that need no templating ------------------------------------------------------
+
+# Types of data loaded from YAML or JSON, plain or as Ansible's data tagging wraps them (by the
+# tagged class's name, so nothing private is imported). Any other type (a lazy template
+# container, a vaulted string, a date, an undefined marker) is left to Ansible's templating.
+_DATA_TYPES = (str, bool, int, float, type(None), dict, list)
+_TAGGED_NAMES = frozenset("_AnsibleTagged" + kind
+                          for kind in ("Str", "Int", "Float", "Dict", "List"))
+# Jinja's start strings (Ansible's defaults; only a "#jinja2:" header can change them).
+_TEMPLATE_MARKS = ("{{", "{%", "{#")
+# A whole string that is one variable, optionally with a literal default: templating it yields
+# that variable's value when it is defined (``default`` only acts on undefined values).
+_ALIAS = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*"
+                    r"(?:\|\s*default\(\s*(?:\[\]|\{\}|'[^',\\]*'|\"[^\",\\]*\"|-?\d+)\s*\)\s*)?"
+                    r"\}\}\Z")
+_ALIAS_DEPTH = 5
+_JINJA_LITERALS = frozenset(("true", "false", "none", "True", "False", "None"))
+
+
+def template_free(value):
+    """True when ``value`` is YAML/JSON data in which Ansible finds nothing to template.
+
+    Every string (keys too) lacks ``{{``, ``{%``, ``{#`` and a ``#jinja2:`` header, and every
+    item has a data type (plain or tagged ``str``/``int``/``float``/``bool``/``None``/``dict``/
+    ``list``). Ansible returns such data unchanged when it templates it (a string that is not
+    possibly a template is returned as it is). False means only: let Ansible template it.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        kind = type(item)
+        if kind not in _DATA_TYPES and not (kind.__name__ in _TAGGED_NAMES
+                                           and isinstance(item, _DATA_TYPES)):
+            return False
+        if isinstance(item, str):
+            if item.startswith("#jinja2:") or any(mark in item for mark in _TEMPLATE_MARKS):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def untemplated(value, variables=None, trusted=None):
+    """``(True, plain value)`` when ``value`` needs no templating, else ``(False, None)``.
+
+    Template-free data (:func:`template_free`) is returned as plain JSON data. A string that is
+    exactly one variable, ``{{ name }}`` or ``{{ name | default(<literal>) }}``, with ``name``
+    in ``variables`` and ``trusted(value)`` true (Ansible templates only trusted strings), is
+    followed to that variable's raw value (a few levels deep) and the same applies to it. Any
+    other case returns ``(False, None)``: the caller templates ``value`` itself, so a value
+    that does not resolve here gets exactly Ansible's meaning, error messages included.
+    """
+    for _level in range(_ALIAS_DEPTH):
+        if template_free(value):
+            return True, json.loads(json.dumps(value))
+        match = _ALIAS.match(value) if isinstance(value, str) else None
+        if not match or match.group(1) in _JINJA_LITERALS or variables is None \
+                or match.group(1) not in variables or trusted is None or not trusted(value):
+            return False, None
+        value = variables[match.group(1)]
+    return False, None
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -373,16 +444,44 @@ def _owner(specs, name):
     return None
 
 
-def validate_inputs(specs, hosts_vars):
+def _host_value(hv, raw, name, shared):
+    """``(plain value, canonical JSON)`` of variable ``name`` on one host.
+
+    ``raw`` is the host's untemplated variables (or None). A raw value that needs no templating
+    is converted once per distinct object (``shared``: id -> (object, value, canonical), the
+    object kept so its id stays unique); anything else is templated through ``hv``.
+    """
+    if raw is not None and name in raw:
+        item = raw[name]
+        hit = shared.get(id(item))
+        if hit is not None and hit[0] is item:
+            return hit[1], hit[2]
+        found, value = untemplated(item)
+        if found:
+            canonical = json.dumps(value, sort_keys=True)
+            shared[id(item)] = (item, value, canonical)
+            return value, canonical
+    value = _plain(hv[name])
+    return value, json.dumps(value, sort_keys=True)
+
+
+def validate_inputs(specs, hosts_vars, raw_vars=None):
     """Errors in every host's role inputs: a sorted list of ``var=value: reason (hosts: ...)``.
 
     ``specs`` is :func:`load_role_specs`; ``hosts_vars`` maps host -> its variables (or is a
-    list of hostvars with ``inventory_hostname``). The same value on many hosts (group_vars) is
-    validated once and reported once, naming the hosts.
+    list of hostvars with ``inventory_hostname``). ``raw_vars`` (optional) maps a host name to
+    its untemplated variables (``hostvars.raw_get``): a value there that needs no templating is
+    read as it is, once per distinct value, instead of templating ``hosts_vars[host][name]``.
+    The same value on many hosts (group_vars) is validated once and reported once, naming the
+    hosts.
     """
     seen = {}       # (name, canonical value) -> problems
     found = {}      # (path, shown value, reason) -> set of hosts
+    shared = {}     # id(raw value) -> (raw value, plain value, canonical value)
     for host, hv in _hosts(hosts_vars):
+        raw = raw_vars(host) if raw_vars is not None else None
+        if not isinstance(raw, Mapping):  # e.g. Ansible's undefined marker for a missing host
+            raw = None
         for spec in specs.values():
             for name, opt in spec["options"].items():
                 if name not in hv:
@@ -392,12 +491,12 @@ def validate_inputs(specs, hosts_vars):
                     continue
                 # Any templating error of the value is reported as a problem of that variable.
                 try:
-                    value = _plain(hv[name])
+                    value, canonical = _host_value(hv, raw, name, shared)
                 except Exception as exc:  # pylint: disable=broad-except
                     found.setdefault((name, "(template)", "cannot be templated: %s" % exc),
                                      set()).add(host)
                     continue
-                key = (name, json.dumps(value, sort_keys=True))
+                key = (name, canonical)
                 if key not in seen:
                     seen[key] = check_variable(name, opt, value)
                 for path, bad, reason in seen[key]:

@@ -10,7 +10,10 @@ Asserts:
 * a second run reports changed=0 on every host (ansible-runner stats) and leaves every file
   byte-identical; the first run validated every file, the second none (validation record);
 * `--check --diff` with a changed catalog reports the change and writes nothing;
-* a bad catalog fails with a message naming the variable, before anything is written;
+* a bad catalog fails with a message naming the variable, before anything is written (a
+  catalog of the wrong type already in the preflight);
+* a catalog with Jinja in it is templated as Ansible would (the render tasks read the catalog
+  from their variables, apps_var, instead of taking it as a task argument);
 * removing an app removes its files; `--tags envoy` and `--tags deploy` each work alone.
 """
 import hashlib
@@ -170,6 +173,38 @@ def test_bad_catalog_fails_naming_the_variable_and_writes_nothing(rendered):
     assert snapshot(directory) == before
 
 
+def test_wrong_type_catalog_is_refused_in_the_preflight_naming_it(rendered):
+    directory, _ = rendered
+    before = snapshot(directory)
+    result = run(directory, tags="deploy", extravars={"app_specs_apps": {"web": {"image": "x"}}})
+    assert result.rc != 0
+    assert "kubeflat inputs are invalid: app_specs_apps={'web': {'image': 'x'}}" in result.text
+    # Refused by the preflight: no render task started.
+    assert "Render and validate" not in result.text and not result.renders
+    assert snapshot(directory) == before
+
+
+def test_jinja_in_the_catalog_is_templated_like_a_task_argument(rendered):
+    directory, _ = rendered
+    before = snapshot(directory)
+    apps = [dict(a) for a in LAB_APPS]
+    image = apps[2]["image"]
+    registry, _slash, rest = image.partition("/")
+    apps[2] = dict(apps[2], image="{{ kf_test_registry }}/" + rest)  # prices
+    # Same image as before: nothing changes, in either part.
+    same = run(directory, tags="deploy", extravars={"app_specs_apps": apps,
+                                                   "kf_test_registry": registry})
+    assert same.rc == 0, same.text[-4000:]
+    assert changed_hosts(same) == {}, same.text[-4000:]
+    # Another registry: the rendered Deployment shows it (check mode, nothing written).
+    other = run(directory, tags="deploy", check=True, diff=True,
+                extravars={"app_specs_apps": apps, "kf_test_registry": "mirror.example"})
+    assert other.rc == 0, other.text[-4000:]
+    assert "+++ after: specs/shop/prices.yaml" in other.text, other.text[-4000:]
+    assert "image: mirror.example/" + rest in other.text, other.text[-4000:]
+    assert snapshot(directory) == before
+
+
 def test_missing_checker_is_named_and_nothing_is_written(rendered):
     directory, _ = rendered
     before = snapshot(directory)
@@ -187,8 +222,10 @@ def test_tags_run_alone_and_removed_apps_are_pruned():
     try:
         edge = run(directory, tags="envoy")
         assert edge.rc == 0, edge.text[-4000:]
-        # site.yml also draws the network diagram (network.dot/.png/.svg) into the render dir
-        assert sorted(r for r in snapshot(directory) if not r.startswith("network.")) == [
+        # site.yml also draws the network diagram (network.dot/.png/.svg, and remembers each
+        # host's route check in .network.routes.json) into the render dir
+        assert sorted(r for r in snapshot(directory)
+                      if not r.lstrip(".").startswith("network.")) == [
             ".kubeflat-edge.json", ".kubeflat-edge.validated.json", "envoy/ingress.yaml",
             "envoy/outside-balancer.yaml",
             "specs/kube-system/coredns.yaml", "specs/kubeflat-ingress/envoy-ingress.yaml"]
