@@ -30,7 +30,8 @@ _CODE_DIRS = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                    for sub in ("module_utils", "plugin_utils"))
 
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_checkers as checkers
-from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_inputs import untemplated
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_inputs import (
+    plain_data, untemplated)
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_edge import render_edge
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import EnvoyError
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import manifest_order
@@ -189,17 +190,20 @@ class ActionModule(ActionBase):
         return result
 
     def _catalog(self, name, task_vars):
-        """The catalog in variable ``name``, as templating it would give, as plain data.
+        """The catalog in variable ``name``, as templating it would give.
 
         Read from the task's variables, so Ansible does not template a 1,000-app list into the
         task arguments (and send it back with the result): data with nothing to template is
-        used as it is (kubeflat_inputs.untemplated), anything else is templated here.
+        used as it is (kubeflat_inputs.untemplated; possibly tagged, which serialises to the
+        same JSON: the memo key needs no copy, a render gets plain_data), anything else is
+        templated here.
         """
         task_vars = task_vars or {}
         if name not in task_vars:
             raise _Fail("kubeflat.cluster.render_specs: apps_var names %s, which is not defined"
                         % name, variable=name)
-        found, apps = untemplated(task_vars[name], task_vars, is_trusted_as_template)
+        found, apps = untemplated(task_vars[name], task_vars, is_trusted_as_template,
+                                  plain=False)
         if not found:
             apps = _plain(self._templar.template(task_vars[name]))
         if not isinstance(apps, list) or not all(isinstance(app, dict) for app in apps):
@@ -240,6 +244,8 @@ class ActionModule(ActionBase):
                            {kind: len([r for r in memo_files if r.startswith(prefix)])
                             if tools.keys[kind] else 0 for kind, prefix in KINDS})
 
+        if params["apps_var"]:
+            params["apps"] = plain_data(params["apps"])  # the builders want plain types
         files = _render(params)
         previous = []
         if index_text:

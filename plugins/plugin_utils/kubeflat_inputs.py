@@ -213,10 +213,11 @@ _JINJA_LITERALS = frozenset(("true", "false", "none", "True", "False", "None"))
 def template_free(value):
     """True when ``value`` is YAML/JSON data in which Ansible finds nothing to template.
 
-    Every string (keys too) lacks ``{{``, ``{%``, ``{#`` and a ``#jinja2:`` header, and every
+    Every string (keys too) lacks ``{{``, ``{%``, ``{#`` and a ``#jinja2:`` header, every
     item has a data type (plain or tagged ``str``/``int``/``float``/``bool``/``None``/``dict``/
-    ``list``). Ansible returns such data unchanged when it templates it (a string that is not
-    possibly a template is returned as it is). False means only: let Ansible template it.
+    ``list``) and every mapping key is a string. Ansible returns such data unchanged when it
+    templates it (a string that is not possibly a template is returned as it is). False
+    means only: let Ansible template it.
     """
     stack = [value]
     while stack:
@@ -229,17 +230,21 @@ def template_free(value):
             if item.startswith("#jinja2:") or any(mark in item for mark in _TEMPLATE_MARKS):
                 return False
         elif isinstance(item, dict):
-            stack.extend(item.keys())
+            keys = list(item.keys())
+            if not all(isinstance(key, str) for key in keys):
+                return False  # e.g. YAML's `on:` key is True: JSON and sorting want strings
+            stack.extend(keys)
             stack.extend(item.values())
         elif isinstance(item, list):
             stack.extend(item)
     return True
 
 
-def untemplated(value, variables=None, trusted=None):
-    """``(True, plain value)`` when ``value`` needs no templating, else ``(False, None)``.
+def untemplated(value, variables=None, trusted=None, plain=True):
+    """``(True, value)`` when ``value`` needs no templating, else ``(False, None)``.
 
-    Template-free data (:func:`template_free`) is returned as plain JSON data. A string that is
+    Template-free data (:func:`template_free`) is returned as plain JSON data (with
+    ``plain=False``: as it is, possibly tagged; its JSON text is the same). A string that is
     exactly one variable, ``{{ name }}`` or ``{{ name | default(<literal>) }}``, with ``name``
     in ``variables`` and ``trusted(value)`` true (Ansible templates only trusted strings), is
     followed to that variable's raw value (a few levels deep) and the same applies to it. Any
@@ -248,13 +253,18 @@ def untemplated(value, variables=None, trusted=None):
     """
     for _level in range(_ALIAS_DEPTH):
         if template_free(value):
-            return True, json.loads(json.dumps(value))
+            return True, plain_data(value) if plain else value
         match = _ALIAS.match(value) if isinstance(value, str) else None
         if not match or match.group(1) in _JINJA_LITERALS or variables is None \
                 or match.group(1) not in variables or trusted is None or not trusted(value):
             return False, None
         value = variables[match.group(1)]
     return False, None
+
+
+def plain_data(value):
+    """Template-free (possibly tagged) data as plain JSON types."""
+    return json.loads(json.dumps(value))
 
 
 # --- loading -------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from ansible.vars.manager import VariableManager
 
 from ansible_collections.kubeflat.cluster.plugins.action import render_specs as action
 from ansible_collections.kubeflat.cluster.plugins.filter.inputs import kubeflat_input_errors
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_checkers
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_inputs
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_inputs import (
     load_role_specs, template_free, untemplated, validate_inputs)
@@ -64,6 +65,12 @@ def test_any_jinja_anywhere_is_not_template_free(text):
 @pytest.mark.parametrize("value", [datetime.date(2026, 1, 1), (1, 2), {1, 2}, b"bytes", object()])
 def test_types_templating_could_transform_are_left_to_ansible(value):
     assert not template_free([{"name": "web", "odd": value}])
+
+
+def test_a_mapping_with_a_key_that_is_no_string_is_left_to_ansible(tmp_path):
+    assert not template_free([{"name": "web", "env": {True: "yes"}}])
+    assert not template_free({1: "a"})
+    assert not template_free(_loaded(tmp_path, "env: {on: 1}\n"))  # YAML 1.1: `on` is True
 
 
 def test_a_lazy_container_is_left_to_ansible(tmp_path):
@@ -216,6 +223,18 @@ def _action(task_vars):
 
 def test_the_action_reads_a_template_free_catalog_as_it_is():
     assert _action({"apps": CATALOG})._catalog("apps", {"apps": CATALOG}) == CATALOG
+
+
+def test_a_tagged_catalog_has_the_render_memo_key_of_its_plain_copy(tmp_path):
+    text = "".join("  - {name: app%d, image: 'r/\u00e9%d:1', ratio: %d.5, port: %d, tls: yes}\n"
+                   % (i, i, i, 8000 + i) for i in range(5))
+    tagged = _loaded(tmp_path, "apps:\n" + text)["apps"]
+    found, raw = untemplated(tagged, plain=False)
+    assert found and raw is tagged and type(raw[0]).__name__ == "_AnsibleTaggedDict"
+    plain = untemplated(tagged)[1]
+    assert type(plain[0]) is dict and plain == raw
+    assert kubeflat_checkers.inputs_key("code", {"apps": raw}) == \
+        kubeflat_checkers.inputs_key("code", {"apps": plain})
 
 
 def test_the_action_follows_the_edge_roles_default_alias():
