@@ -223,8 +223,8 @@ def template_free(value):
     while stack:
         item = stack.pop()
         kind = type(item)
-        if kind not in _DATA_TYPES and not (kind.__name__ in _TAGGED_NAMES
-                                           and isinstance(item, _DATA_TYPES)):
+        tagged = kind.__name__ in _TAGGED_NAMES and isinstance(item, _DATA_TYPES)
+        if kind not in _DATA_TYPES and not tagged:
             return False
         if isinstance(item, str):
             if item.startswith("#jinja2:") or any(mark in item for mark in _TEMPLATE_MARKS):

@@ -172,6 +172,7 @@ def timed(argv, what):
 
 RECAP = re.compile(r"^(\S+)\s+: ok=\d+\s+changed=(\d+)", re.M)
 TASK_TIME = re.compile(r"^(.*Render[^\n]*?) -+ ([0-9.]+)s$", re.M)
+ANY_TASK_TIME = re.compile(r"^(\S[^\n]*?) -+ ([0-9.]+)s$", re.M)
 
 
 def all_recorded(render_dir):
@@ -296,7 +297,7 @@ def main():
                 sys.exit("warm run changed something: %s\n%s" % (changed, out[-2000:]))
             rows["cold"].append(cold)
             rows["warm"].append(warm)
-            warm_tasks.append((warm, TASK_TIME.findall(out)))
+            warm_tasks.append((warm, TASK_TIME.findall(out), ANY_TASK_TIME.findall(out)))
 
             direct = os.path.join(work, "direct-%d" % rnd)
             seconds, validated, count = action_both(direct, apps, model)
@@ -340,6 +341,23 @@ def main():
               "profile_tasks reports them:" % median_warm[0])
         for name, seconds in median_warm[1]:
             print("  %6ss  %s" % (seconds, name.strip()))
+        # Every task of that run: what is left outside them is ansible-playbook's own start-up
+        # (reading the -e catalog file, the inventory, the playbooks) and its play setup.
+        every = median_warm[2]
+        print("every task of that run (profile_tasks): %.2f s of the %.2f s; the rest is "
+              "ansible-playbook itself" % (sum(float(t) for _n, t in every), median_warm[0]))
+        for name, seconds in every:
+            print("  %6ss  %s" % (seconds, name.strip()))
+        # The floor under that row: ansible-playbook with the same inventory and the same -e
+        # catalog file running one play of one no-op task on every host.
+        empty = os.path.join(work, "empty.yml")
+        with open(empty, "w") as fh:
+            fh.write("- name: Nothing\n  hosts: all\n  gather_facts: false\n  tasks:\n"
+                     "    - name: Nothing\n      ansible.builtin.meta: noop\n")
+        floor, _ = timed([os.path.join(BIN, "ansible-playbook"), "-i", "inventories/lab", empty,
+                          "-e", "@" + vars_file], "empty play")
+        print("ansible-playbook alone (same inventory, same -e catalog, one no-op task): "
+              "%.2f s = %.2f ms per app" % (floor, floor * 1000.0 / n))
         if args.naive_apps:
             print()
             naive_loop(work, apps[:args.naive_apps], n)
