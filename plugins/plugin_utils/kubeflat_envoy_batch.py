@@ -169,7 +169,7 @@ _HEALTH_CHECK = {"timeout": VERBATIM, "interval": VERBATIM, "no_traffic_interval
                  "tcp_health_check": {}}
 CLUSTER = {
     "name": CLUSTER_NAME,
-    "type": VERBATIM,
+    "type": Exact("STATIC"),  # EDS would name its resources after the (renamed) cluster
     "cluster_type": OneOf("name", {"envoy.clusters.dns": _DNS_CLUSTER}),
     "connect_timeout": VERBATIM,
     "lb_policy": VERBATIM,

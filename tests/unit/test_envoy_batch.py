@@ -192,6 +192,7 @@ SOCKET0 = LISTENER0 + ["address", "socket_address"]
     (_set(CLUSTER0 + ["name"], "kfbatch3_x"), "starts with 'kfbatch'"),
     (_set(CLUSTER0 + ["outlier_detection"], {"kfbatch": 1}), "starts with 'kfbatch'"),
     (_set(CLUSTER0 + ["alt_stat_name"], "x"), "field 'alt_stat_name'"),
+    (_set(CLUSTER0 + ["type"], "EDS"), "'EDS' is not 'STATIC'"),
     (_set(CLUSTER0 + ["cluster_type", "name"], "envoy.clusters.aggregate"), "name"),
     (_set(CLUSTER0 + ["cluster_type", "typed_config", "@type"], "type.googleapis.com/x"),
      "is not"),
