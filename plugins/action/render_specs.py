@@ -55,6 +55,14 @@ MUTUALLY_EXCLUSIVE = [["apps", "apps_var"]]
 KINDS = (("manifests", "specs/"), ("envoy", "envoy/"))
 
 
+FORK_MIN_FILES = 50   # below this, checking the manifests in a forked child is not worth it
+
+
+def worth_forking(manifests):
+    """True when there are enough manifests to check them in a forked child process."""
+    return len(manifests or {}) >= FORK_MIN_FILES
+
+
 class _Fail(Exception):
     def __init__(self, msg, **extra):
         super(_Fail, self).__init__(msg)
@@ -145,16 +153,82 @@ class _Checkers:
             return [e for rel in sorted(manifests) for e in validator.check(rel, manifests[rel])]
         return checkers.check_manifests_cli(self.kube, self.kube_version, manifests)
 
+    def _fork_manifest_check(self, manifests):
+        """Check the manifests in a forked child process, so that they do not wait behind the
+        Envoy merge for this process's one interpreter lock (in-process checker, enough files,
+        Envoy configs to check meanwhile); returns ``(pid, fd)`` to collect, or None. Forked
+        before any thread is started here; the child only validates and writes its error lines
+        (JSON) to the pipe."""
+        if not (self.in_process and worth_forking(manifests)) or \
+                checkers.workers() < 2 or not hasattr(os, "fork"):
+            return None
+        validator = self._kube_validator()     # loaded once, inherited by the child
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:                           # the child: validate, report, exit
+            code = 0
+            try:
+                os.close(read_fd)
+                errors = [e for rel in sorted(manifests)
+                          for e in validator.check(rel, manifests[rel])]
+                data = json.dumps(errors).encode("utf-8")
+                while data:
+                    data = data[os.write(write_fd, data):]
+            except BaseException:  # pylint: disable=broad-except  # reported by the parent
+                code = 1
+            finally:
+                os._exit(code)  # pylint: disable=protected-access  # no cleanup in a fork
+        os.close(write_fd)
+        return pid, read_fd
+
+    @staticmethod
+    def _collect_manifest_check(child):
+        """Error lines of a forked manifest check; a child that did not finish is a refusal of
+        its own (nothing passes unchecked)."""
+        pid, read_fd = child
+        chunks = []
+        with os.fdopen(read_fd, "rb") as handle:
+            while True:
+                chunk = handle.read(1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        _unused, status = os.waitpid(pid, 0)
+        try:
+            errors = json.loads(b"".join(chunks).decode("utf-8")) \
+                if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else None
+        except ValueError:
+            errors = None
+        if not isinstance(errors, list):
+            raise _Fail("the manifest check process (pid %d) did not finish (wait status %d): "
+                        "nothing was written" % (pid, status), rc=1)
+        return errors
+
+    @staticmethod
+    def _abandon(child):
+        if child is not None:
+            try:
+                os.kill(child[0], 9)
+                os.waitpid(child[0], 0)
+                os.close(child[1])
+            except OSError:
+                pass
+
     def validate(self, manifests, configs):
         """Validate ``{rel: text}`` of each kind; raise _Fail naming what was refused."""
         tmp = tempfile.mkdtemp(prefix="kubeflat-validate-")
+        child = self._fork_manifest_check(manifests) if configs else None
         try:
             with ThreadPoolExecutor(max_workers=checkers.workers()) as pool:
-                started = checkers.start_envoy_checks(self.envoy_binary, configs, pool, tmp) \
-                    if configs else []
                 try:
-                    # Meanwhile, this thread checks the manifests (Envoy runs in processes).
-                    errors = self._check_manifests(manifests)
+                    started = checkers.start_envoy_checks(self.envoy_binary, configs, pool,
+                                                          tmp) if configs else []
+                    # Meanwhile, the child or this thread checks the manifests.
+                    if child is not None:
+                        pending, child = child, None
+                        errors = self._collect_manifest_check(pending)
+                    else:
+                        errors = self._check_manifests(manifests)
                 except BaseException:
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
@@ -164,6 +238,7 @@ class _Checkers:
                 else:
                     refused = checkers.envoy_errors(started)
         finally:
+            self._abandon(child)
             shutil.rmtree(tmp, ignore_errors=True)
         if errors:
             raise _Fail("kubernetes-validate --strict refused the rendered manifests; nothing "

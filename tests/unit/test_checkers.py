@@ -401,3 +401,44 @@ def test_return_values_are_the_documented_ones(flow):
     _, ret = _doc()
     result = run_action(flow, FILES, diff=True)
     assert set(result) - {"changed", "diff"} == set(ret)
+
+
+def _manifest_corpus(bad):
+    files = {"specs/a%03d.yaml" % i: (GOOD if i % 3 else SERVICE) for i in range(60)}
+    for index in bad:
+        files["specs/a%03d.yaml" % index] = WRONG_TYPE
+    return files
+
+
+def _validate(monkeypatch, manifests, forked):
+    monkeypatch.setattr(action, "FORK_MIN_FILES", 50 if forked else 10 ** 9)
+    found = action._Checkers({"kubernetes_validate": KUBE, "kube_version": "1.37.0",
+                              "envoy": ENVOY})
+    assert found.in_process
+    try:
+        found.validate(manifests, {"envoy/x.yaml": ENVOY_GOOD})
+    except action._Fail as exc:   # pylint: disable=protected-access
+        return exc.result["msg"]
+    return ""
+
+
+def test_manifests_checked_in_a_forked_child_give_the_in_process_verdict(monkeypatch):
+    assert _validate(monkeypatch, _manifest_corpus([]), forked=True) == ""
+    corpus = _manifest_corpus([7, 41])
+    forked = _validate(monkeypatch, corpus, forked=True)
+    assert "specs/a007.yaml" in forked and "specs/a041.yaml" in forked
+    assert "specs/a008.yaml" not in forked
+    assert forked == _validate(monkeypatch, corpus, forked=False)
+
+
+def test_a_forked_manifest_check_that_dies_refuses(monkeypatch):
+    monkeypatch.setattr(action, "FORK_MIN_FILES", 1)
+
+    def boom(self, rel, text):
+        raise SystemExit("killed")      # the child's check dies: it exits 1
+
+    monkeypatch.setattr(checkers.KubeValidator, "check", boom)
+    found = action._Checkers({"kubernetes_validate": KUBE, "kube_version": "1.37.0",
+                              "envoy": ENVOY})
+    with pytest.raises(action._Fail, match="manifest check process .* did not finish"):
+        found.validate(_manifest_corpus([]), {"envoy/x.yaml": ENVOY_GOOD})
