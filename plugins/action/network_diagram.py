@@ -55,14 +55,18 @@ def _read(path, mode="r"):
         return None
 
 
+def _model_hosts(model):
+    """Names of the model's nodes, then its outside hosts."""
+    return [h["name"] for h in list(model.get("nodes") or [])
+            + list(model.get("outside_hosts") or [])]
+
+
 def _registered(task_vars, model, registers):
     """{host: {register: result}} of the model's hosts, read from hostvars (no templating of
     anything else)."""
     hostvars = task_vars.get("hostvars") or {}
-    names = [n["name"] for n in model.get("nodes") or []]
-    names += [h["name"] for h in model.get("outside_hosts") or []]
     out = {}
-    for name in names:
+    for name in _model_hosts(model):
         try:
             host = hostvars[name]
         except KeyError:
@@ -142,19 +146,17 @@ class ActionModule(ActionBase):
         live = diagram.live_routes(_registered(task_vars, model, params["registers"]),
                                    params["registers"])
         memory = os.path.join(dest, ".%s.routes.json" % name)
-        hosts = [h["name"] for h in list(model.get("nodes") or [])
-                 + list(model.get("outside_hosts") or [])]
-        seen = diagram.remember(diagram.load_seen(_read(memory), hosts), live)
-        seen_text, seen_before = diagram.dump_seen(seen), _read(memory)
+        seen_before = _read(memory)
+        seen = diagram.remember(diagram.load_seen(seen_before, _model_hosts(model)), live)
+        seen_text = diagram.dump_seen(seen)
+        remembered = [memory] if seen_before != seen_text else []
         graph = diagram.build_graph(model, seen, params["max_route_edges"])
         dot_text = diagram.to_dot(graph)
         counts, problems = diagram.summary(graph)
         paths = {s: os.path.join(dest, name + s) for s in (".dot", ".svg", ".png")}
         before = _read(paths[".dot"])
         stale = before != dot_text or not all(os.path.isfile(paths[s]) for s in (".svg", ".png"))
-        changed_files = [paths[s] for s in (".dot", ".svg", ".png")] if stale else []
-        if seen_before != seen_text:
-            changed_files.append(memory)
+        changed_files = ([paths[s] for s in (".dot", ".svg", ".png")] if stale else []) + remembered
         warnings = []
         if stale and not self._task.check_mode:
             dot_bin = shutil.which(params["dot"])
@@ -165,8 +167,7 @@ class ActionModule(ActionBase):
                 warnings.append("Graphviz `dot` (%s) not found: wrote %s only; install Debian "
                                 "graphviz for network.svg and network.png"
                                 % (params["dot"], paths[".dot"]))
-                changed_files = [p for p in changed_files if p not in (paths[".svg"],
-                                                                       paths[".png"])]
+                changed_files = ([paths[".dot"]] if before != dot_text else []) + remembered
                 if before != dot_text:
                     _write(paths[".dot"], dot_text)
             else:
@@ -174,7 +175,7 @@ class ActionModule(ActionBase):
                 for suffix in (".svg", ".png"):
                     _write(paths[suffix], drawn[suffix])
                 _write(paths[".dot"], dot_text)   # last: a crash before it redraws next run
-        if seen_before != seen_text and not self._task.check_mode:
+        if remembered and not self._task.check_mode:
             if not os.path.isdir(dest):
                 os.makedirs(dest, 0o755)
             _write(memory, seen_text)

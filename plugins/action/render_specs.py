@@ -186,16 +186,11 @@ class _Checkers:
         """Error lines of a forked manifest check; a child that did not finish is a refusal of
         its own (nothing passes unchecked)."""
         pid, read_fd = child
-        chunks = []
         with os.fdopen(read_fd, "rb") as handle:
-            while True:
-                chunk = handle.read(1 << 16)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+            data = handle.read()      # to end of file: the child has written and exited
         _unused, status = os.waitpid(pid, 0)
         try:
-            errors = json.loads(b"".join(chunks).decode("utf-8")) \
+            errors = json.loads(data.decode("utf-8")) \
                 if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else None
         except ValueError:
             errors = None

@@ -147,8 +147,7 @@ def _seen_routes(value):
         if not isinstance(route, dict) or not isinstance(route.get("dest"), str) or \
                 not isinstance(route.get("via"), (str, type(None))):
             return None
-        out.append(_route(route["dest"], route["via"]) if route["via"] is not None
-                   else {"dest": route["dest"], "via": None})
+        out.append({"dest": route["dest"], "via": route["via"]})
     return sorted(out, key=_route_key)
 
 
