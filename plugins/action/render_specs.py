@@ -30,6 +30,7 @@ _CODE_DIRS = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                    for sub in ("module_utils", "plugin_utils"))
 
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_checkers as checkers
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_catalog_files as catalog_files
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_inputs import (
     plain_data, untemplated)
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_edge import render_edge
@@ -43,6 +44,7 @@ ARGUMENT_SPEC = dict(
     part=dict(type="str", choices=["apps", "edge"], default="apps"),
     apps=dict(type="list", elements="dict", default=[]),
     apps_var=dict(type="str", default=""),
+    apps_dir=dict(type="str", default=""),
     settings=dict(type="dict", default={}),
     ingress=dict(type="dict", default={}),
     coredns=dict(type="dict"),
@@ -105,15 +107,50 @@ def _shown(value, limit=120):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _render(params):
+def _render(params, origin=None):
+    """The part's files; ``origin`` ({app name: file}) names the catalog file of an app that
+    a refusal is about."""
     try:
         if params["part"] == "apps":
             return render_apps(params["apps"], params["settings"], params["model"])
         return render_edge(params["apps"], params["settings"], params["ingress"],
                            params["coredns"], params["model"])
     except (SpecError, EnvoyError) as exc:
-        raise _Fail("kubeflat app specs are invalid: %s" % exc, variable=exc.var,
-                    value=str(exc.value))
+        raise _Fail("kubeflat app specs are invalid: %s%s" % (exc, catalog_files.where_defined(
+            exc.var, origin, params["apps_dir"])), variable=exc.var, value=str(exc.value))
+
+
+class _CatalogDir:
+    """The catalog files of ``apps_dir`` (none when it is empty): read once, hashed for the
+    render memo, parsed only when the render memo misses."""
+
+    def __init__(self, directory, dest):
+        self.directory = directory
+        self.dest = dest
+        try:
+            self.entries = catalog_files.read_catalog(directory) if directory else []
+        except SpecError as exc:
+            raise _Fail("kubeflat app specs are invalid: %s" % exc, variable=exc.var,
+                        value=str(exc.value))
+        self.digest = catalog_files.catalog_digest(self.entries) if directory else None
+
+    def apps(self):
+        """``(apps, {app name: file})`` of the files."""
+        try:
+            return catalog_files.parse_catalog(self.entries)
+        except SpecError as exc:
+            raise _Fail("kubeflat app specs are invalid: %s" % exc, variable=exc.var,
+                        value=str(exc.value))
+
+    def keep_checked(self):
+        """Record in the render dir that these files rendered (the preflight then skips
+        parsing them again: kubeflat_catalog_files.catalog_dir_errors)."""
+        if not self.directory:
+            return
+        path = os.path.join(self.dest, catalog_files.CHECKED_NAME)
+        text = catalog_files.checked_text(self.directory, self.digest)
+        if _read(path) != text:
+            _write(path, text)
 
 
 class _Checkers:
@@ -249,12 +286,15 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _supports_check_mode = True
     _supports_async = False
+    _catalog_dir = None
 
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         try:
             result.update(self._run(task_vars))
+            if not self._task.check_mode and self._catalog_dir is not None:
+                self._catalog_dir.keep_checked()
         except _Fail as exc:
             result.update(exc.result)
         return result
@@ -295,6 +335,7 @@ class ActionModule(ActionBase):
         params = validation.validated_parameters
         if params["apps_var"]:
             params["apps"] = self._catalog(params["apps_var"], task_vars)
+        self._catalog_dir = catalog_dir = _CatalogDir(params["apps_dir"], params["dest"])
         dest, part = params["dest"], params["part"]
         tools = _Checkers(params)
         index_path = os.path.join(dest, ".kubeflat-%s.json" % part)
@@ -302,8 +343,11 @@ class ActionModule(ActionBase):
         index_text = _read(index_path)
         record_text = _read(record_path)
         record = checkers.load_record(record_text)
-        key = checkers.inputs_key(checkers.code_key(*_CODE_DIRS), {
-            k: params[k] for k in ("part", "apps", "settings", "ingress", "coredns", "model")})
+        inputs = {k: params[k] for k in ("part", "apps", "settings", "ingress", "coredns",
+                                         "model")}
+        if catalog_dir.digest:   # the files' bytes, not their parse: a warm run parses nothing
+            inputs["apps_dir"] = [catalog_dir.directory, catalog_dir.digest]
+        key = checkers.inputs_key(checkers.code_key(*_CODE_DIRS), inputs)
 
         memo_key, memo_files = checkers.load_render_memo(record_text)
         if memo_key == key and self._unchanged(dest, memo_files, record, tools, index_text):
@@ -316,7 +360,11 @@ class ActionModule(ActionBase):
 
         if params["apps_var"]:
             params["apps"] = plain_data(params["apps"])  # the builders want plain types
-        files = _render(params)
+        origin = None
+        if catalog_dir.directory:  # the files' apps come after the variable's
+            dir_apps, origin = catalog_dir.apps()
+            params["apps"] = list(params["apps"]) + dir_apps
+        files = _render(params, origin)
         previous = []
         if index_text:
             try:

@@ -60,6 +60,15 @@ options:
         anything else is templated as Ansible would template O(apps).
     type: str
     default: ""
+  apps_dir:
+    description:
+      - The catalog kept as files (C(app_specs_apps_dir)) - an absolute path to a directory of
+        YAML files (C(*.yml), C(*.yaml) below it, sorted, hidden names skipped), each one app
+        or a list of apps. Their apps come after those of O(apps) or O(apps_var).
+      - The render memo is keyed on the files' bytes, so a run in which nothing changed hashes
+        them and parses nothing. An error about an app names the file that defines it.
+    type: str
+    default: ""
   settings:
     description: Catalog-wide settings (C(app_specs_*) without the prefix).
     type: dict

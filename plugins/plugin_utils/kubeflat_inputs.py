@@ -151,6 +151,8 @@ RULES = {
     "app_specs_namespace": _label(63),
     "app_specs_envoy_uid": ("int", 1, 2 ** 31 - 1),
     "app_specs_envoy": _envoy,
+    "app_specs_apps_dir": _abs_path,
+    "envoy_ingress_apps_dir": _abs_path,
     "envoy_ingress_namespace": _label(63),
     "envoy_ingress_app_namespace": _label(63),
     "envoy_ingress_envoy": _envoy,
