@@ -11,6 +11,10 @@ Each round (--rounds, default 3), one after the other:
      envoy --mode validate) and writes it; then checks that every rendered file is recorded as
      validated by the configured checkers (the run must not have skipped any);
   3. the same playbook again, warm (nothing changed: changed=0 on every host);
+  2-3 run for both ways of giving the catalog, alternating: as files (app_specs_apps_dir, one
+     file per app, the way meant for large catalogs: only the controller-side code reads it)
+     and as the variable app_specs_apps (`-e @apps.json`: ansible-playbook itself loads, tags
+     and copies it on every run);
   4. the action plugin alone, in this process, without Ansible around it (the same code the
      task runs, apps part then edge part): cold into another empty dir, then warm; it reports
      how many files each checker validated, which the row asserts (all cold, none warm).
@@ -36,6 +40,8 @@ import sys
 import tempfile
 import time
 import types
+
+import yaml
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 BIN = os.path.join(ROOT, ".venv", "bin")
@@ -269,35 +275,51 @@ def main():
                          {"name": "w1", "address": "10.77.0.21",
                           "groups": ["kube_node", "k8s_cluster"]}])
     work = tempfile.mkdtemp(prefix="kubeflat-bench-specs-")
-    rows = {k: [] for k in ("pure", "cold", "warm", "action cold", "action warm")}
+    rows = {k: [] for k in ("pure", "cold", "warm", "cold var", "warm var", "action cold",
+                            "action warm")}
     warm_tasks = []
     load_before = os.getloadavg()
     try:
         vars_file = os.path.join(work, "apps.json")
         with open(vars_file, "w") as fh:
             json.dump({"app_specs_apps": apps}, fh)
+        apps_dir = os.path.join(work, "apps.d")
+        for app in apps:   # one file per app, in a directory per namespace
+            path = os.path.join(apps_dir, app["namespace"], app["name"] + ".yml")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as fh:
+                yaml.safe_dump(app, fh, sort_keys=False)
+        # Rows "cold"/"warm": the catalog as files; "cold var"/"warm var": as the variable.
+        forms = {"": ["-e", json.dumps({"app_specs_apps": []}),
+                      "-e", "app_specs_apps_dir=" + apps_dir],
+                 " var": ["-e", "@" + vars_file]}
         for rnd in range(args.rounds):
             start = time.perf_counter()
             files = render_apps(apps, {}, model)
             files.update(render_edge(apps, {}, {}, {}, model))
             rows["pure"].append(time.perf_counter() - start)
 
-            render_dir = os.path.join(work, "rendered-%d" % rnd)
-            argv = [os.path.join(BIN, "ansible-playbook"), "-i", "inventories/lab",
-                    "playbooks/render.yml", "-e", "@" + vars_file,
-                    "-e", "kubeflat_render_dir=" + render_dir]
-            cold, _ = timed(argv, "render.yml (cold)")
-            missing = all_recorded(render_dir)
-            if missing:
-                sys.exit("cold run left %d files unvalidated, e.g. %s" % (len(missing),
-                                                                           missing[:3]))
-            warm, out = timed(argv, "render.yml (warm)")
-            changed = {h: int(c) for h, c in RECAP.findall(out) if int(c)}
-            if changed:
-                sys.exit("warm run changed something: %s\n%s" % (changed, out[-2000:]))
-            rows["cold"].append(cold)
-            rows["warm"].append(warm)
-            warm_tasks.append((warm, TASK_TIME.findall(out), ANY_TASK_TIME.findall(out)))
+            order = sorted(forms) if rnd % 2 == 0 else sorted(forms, reverse=True)
+            for form in order:
+                render_dir = os.path.join(work, "rendered-%d%s" % (rnd, form.strip()))
+                argv = [os.path.join(BIN, "ansible-playbook"), "-i", "inventories/lab",
+                        "playbooks/render.yml"] + forms[form] + [
+                            "-e", "kubeflat_render_dir=" + render_dir]
+                cold, _ = timed(argv, "render.yml (cold%s)" % form)
+                missing = all_recorded(render_dir)
+                if missing:
+                    sys.exit("cold run left %d files unvalidated, e.g. %s" % (len(missing),
+                                                                               missing[:3]))
+                warm, out = timed(argv, "render.yml (warm%s)" % form)
+                changed = {h: int(c) for h, c in RECAP.findall(out) if int(c)}
+                if changed:
+                    sys.exit("warm run changed something: %s\n%s" % (changed, out[-2000:]))
+                rows["cold" + form].append(cold)
+                rows["warm" + form].append(warm)
+                if not form:
+                    warm_tasks.append((warm, TASK_TIME.findall(out),
+                                       ANY_TASK_TIME.findall(out)))
+                shutil.rmtree(render_dir, ignore_errors=True)
 
             direct = os.path.join(work, "direct-%d" % rnd)
             seconds, validated, count = action_both(direct, apps, model)
@@ -308,12 +330,12 @@ def main():
             if sum(validated.values()):
                 sys.exit("action warm validated %s" % validated)
             rows["action warm"].append(seconds)
-            shutil.rmtree(render_dir, ignore_errors=True)
             shutil.rmtree(direct, ignore_errors=True)
-            print("round %d: cold %.1f s, warm %.1f s, action cold %.1f s, action warm %.2f s, "
-                  "load %s" % (rnd + 1, cold, warm, rows["action cold"][-1],
-                               rows["action warm"][-1],
-                               " ".join("%.1f" % x for x in os.getloadavg())), flush=True)
+            print("round %d: files cold %.1f s, warm %.2f s; variable cold %.1f s, warm %.2f s; "
+                  "action cold %.1f s, warm %.2f s; load %s" % (
+                      rnd + 1, rows["cold"][-1], rows["warm"][-1], rows["cold var"][-1],
+                      rows["warm var"][-1], rows["action cold"][-1], rows["action warm"][-1],
+                      " ".join("%.1f" % x for x in os.getloadavg())), flush=True)
         load_after = os.getloadavg()
 
         print("\nkubeflat spec rendering benchmark: %d apps (%d files), %d rounds, %d CPUs, "
@@ -321,23 +343,25 @@ def main():
                   n, len(files), args.rounds, os.cpu_count() or 1,
                   "/".join("%.1f" % x for x in load_before),
                   "/".join("%.1f" % x for x in load_after)))
-        print("%-52s %8s %8s %8s %9s" % ("path", "min s", "median", "max s", "ms/app"))
-        print("%-52s %s" % ("pure render (module_utils, in-process, no checker)",
+        print("%-60s %8s %8s %8s %9s" % ("path", "min s", "median", "max s", "ms/app"))
+        print("%-60s %s" % ("pure render (module_utils, in-process, no checker)",
                             stats(rows["pure"], n)))
-        print("%-52s %s" % ("render.yml cold: render+validate every file+write",
-                            stats(rows["cold"], n)))
-        print("%-52s %s" % ("render.yml warm: nothing changed (changed=0)",
-                            stats(rows["warm"], n)))
+        for form, label in (("", "files"), (" var", "variable")):
+            print("%-60s %s" % ("render.yml cold, catalog as %s: render+validate+write"
+                                % label, stats(rows["cold" + form], n)))
+            print("%-60s %s" % ("render.yml warm, catalog as %s: changed=0" % label,
+                                stats(rows["warm" + form], n)))
         for label, key in (("action plugin alone, cold (both parts)", "action cold"),
                            ("action plugin alone, warm (both parts)", "action warm")):
-            print("%-52s %s" % (label, stats(rows[key], n)))
-        print("\n%-22s %12s %12s" % ("ms per app (median)", "cold", "warm"))
-        for label, cold_key, warm_key in (("render.yml", "cold", "warm"),
+            print("%-60s %s" % (label, stats(rows[key], n)))
+        print("\n%-26s %12s %12s" % ("ms per app (median)", "cold", "warm"))
+        for label, cold_key, warm_key in (("render.yml, catalog files", "cold", "warm"),
+                                          ("render.yml, -e catalog", "cold var", "warm var"),
                                           ("action plugin alone", "action cold", "action warm")):
-            print("%-22s %12.2f %12.2f" % (label, statistics.median(rows[cold_key]) * 1000.0 / n,
+            print("%-26s %12.2f %12.2f" % (label, statistics.median(rows[cold_key]) * 1000.0 / n,
                                            statistics.median(rows[warm_key]) * 1000.0 / n))
         median_warm = sorted(warm_tasks)[len(warm_tasks) // 2]
-        print("\nrender tasks in the median warm render.yml run (%.2f s in all), as "
+        print("\nrender tasks in the median warm render.yml run, catalog files (%.2f s in all), as "
               "profile_tasks reports them:" % median_warm[0])
         for name, seconds in median_warm[1]:
             print("  %6ss  %s" % (seconds, name.strip()))
@@ -348,16 +372,17 @@ def main():
               "ansible-playbook itself" % (sum(float(t) for _n, t in every), median_warm[0]))
         for name, seconds in every:
             print("  %6ss  %s" % (seconds, name.strip()))
-        # The floor under that row: ansible-playbook with the same inventory and the same -e
-        # catalog file running one play of one no-op task on every host.
+        # The floor under those rows: ansible-playbook with the same inventory and the same
+        # catalog arguments running one play of one no-op task on every host.
         empty = os.path.join(work, "empty.yml")
         with open(empty, "w") as fh:
             fh.write("- name: Nothing\n  hosts: all\n  gather_facts: false\n  tasks:\n"
                      "    - name: Nothing\n      ansible.builtin.meta: noop\n")
-        floor, _ = timed([os.path.join(BIN, "ansible-playbook"), "-i", "inventories/lab", empty,
-                          "-e", "@" + vars_file], "empty play")
-        print("ansible-playbook alone (same inventory, same -e catalog, one no-op task): "
-              "%.2f s = %.2f ms per app" % (floor, floor * 1000.0 / n))
+        for form, label in (("", "catalog files"), (" var", "-e catalog")):
+            floor, _ = timed([os.path.join(BIN, "ansible-playbook"), "-i", "inventories/lab",
+                              empty] + forms[form], "empty play")
+            print("ansible-playbook alone (same inventory, %s, one no-op task): "
+                  "%.2f s = %.2f ms per app" % (label, floor, floor * 1000.0 / n))
         if args.naive_apps:
             print()
             naive_loop(work, apps[:args.naive_apps], n)
