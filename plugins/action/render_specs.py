@@ -246,15 +246,20 @@ class _Checkers:
             except OSError:
                 pass
 
-    def validate(self, manifests, configs):
-        """Validate ``{rel: text}`` of each kind; raise _Fail naming what was refused."""
+    def validate(self, manifests, configs, dumped=None, after_fork=None):
+        """Validate ``{rel: text}`` of each kind; raise _Fail naming what was refused.
+        ``dumped``: the renderer's ``{rel: Dumped}`` (an Envoy config's document, not parsed
+        again); ``after_fork``: called once the manifest check is forked, before any thread
+        starts here (it may start threads of its own)."""
         tmp = tempfile.mkdtemp(prefix="kubeflat-validate-")
         child = self._fork_manifest_check(manifests) if configs else None
         try:
+            if after_fork is not None:
+                after_fork()
             with ThreadPoolExecutor(max_workers=checkers.workers()) as pool:
                 try:
                     started = checkers.start_envoy_checks(self.envoy_binary, configs, pool,
-                                                          tmp) if configs else []
+                                                          tmp, dumped=dumped) if configs else []
                     # Meanwhile, the child or this thread checks the manifests.
                     if child is not None:
                         pending, child = child, None
@@ -399,14 +404,25 @@ class ActionModule(ActionBase):
                 diffs.append({"before_header": rel, "after_header": "(removed)",
                               "before": _read(path) or "", "after": ""})
 
-        if to_check["manifests"] or to_check["envoy"]:
-            tools.validate(to_check["manifests"], to_check["envoy"])
         new_index = json.dumps(sorted(files), indent=1) + "\n"
         new_record = checkers.dump_record(
             {kind: (tools.keys[kind], passed[kind]) for kind, _unused in KINDS}, key, digests)
+        # The changed files are staged in dest while the checkers run, renamed into place once
+        # they passed; a refusal (or any error) removes them: nothing is written.
+        staging = None if self._task.check_mode or not changed else checkers.Staging(
+            dest, [(os.path.join(dest, rel), files[rel]) for rel in changed])
+        try:
+            if to_check["manifests"] or to_check["envoy"]:
+                tools.validate(to_check["manifests"], to_check["envoy"],
+                               dumped=getattr(files, "dumped", None),
+                               after_fork=staging.start if staging else None)
+            if staging is not None:
+                staging.commit(_write)
+        except BaseException:
+            if staging is not None:
+                staging.discard()
+            raise
         if not self._task.check_mode:
-            for rel in changed:
-                _write(os.path.join(dest, rel), files[rel])
             for rel in removed:
                 os.unlink(os.path.join(dest, rel))
             if index_text != new_index:

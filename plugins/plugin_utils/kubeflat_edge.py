@@ -16,7 +16,7 @@ from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy im
     ingress_drain_seconds, ingress_pre_stop, outside_balancer_bootstrap)
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import (
     CHECKSUM_ANNOTATION, CONTROL_PLANE_LABEL, ENVOY_CONFIG_PATH, MANAGED_BY, NAME_LABEL,
-    content_hash, dump_all, dump_yaml, namespace_manifest, object_meta)
+    Dumped, RenderedFiles, content_hash, dump_all, namespace_manifest, object_meta)
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import (
     SpecError, spec_label, spec_port, spec_resources, with_defaults)
 
@@ -82,11 +82,13 @@ def ingress_routes(catalog, listeners, domain):
 
 
 def ingress_bundle(catalog, settings, ingress, model):
-    """Ingress DaemonSet manifests, its Envoy bootstrap and the outside balancer config."""
+    """Ingress DaemonSet manifests, its Envoy bootstrap and the outside balancer config (each
+    config's text and, as ``*_dumped``, its :class:`kubeflat_manifests.Dumped`)."""
     opts = envoy_options(settings["envoy"], "app_specs_envoy")
     routes = ingress_routes(catalog, ingress["listeners"], model["cluster_domain"])
     envoy = ingress_bootstrap(ingress["listeners"], routes, opts, cluster_resolvers(model))
-    envoy_text = dump_yaml(envoy)
+    envoy_dumped = Dumped(envoy)
+    envoy_text = envoy_dumped.text
     nodes = [n for n in model["nodes"] if ingress["on_control_planes"] or not n["control_plane"]]
     outside = outside_balancer_bootstrap(ingress["listeners"], [n["address"] for n in nodes],
                                          opts)
@@ -146,9 +148,10 @@ def ingress_bundle(catalog, settings, ingress, model):
                      CHECKSUM_ANNOTATION: hashlib.sha256(envoy_text.encode()).hexdigest()}},
                  "spec": pod_spec}}},
     ]
+    outside_dumped = Dumped(outside)
     return {"manifests": docs, "envoy": envoy, "envoy_text": envoy_text,
-            "outside": outside, "outside_text": dump_yaml(outside),
-            "nodes": [n["address"] for n in nodes]}
+            "envoy_dumped": envoy_dumped, "outside": outside, "outside_text": outside_dumped.text,
+            "outside_dumped": outside_dumped, "nodes": [n["address"] for n in nodes]}
 
 
 def render_edge(apps, settings, ingress, coredns, model):
@@ -156,6 +159,7 @@ def render_edge(apps, settings, ingress, coredns, model):
 
     ``coredns`` None leaves CoreDNS out, refused when pods resolve through the control planes
     (``kubeflat_dns_mode: control_planes``): nothing would answer on those addresses.
+    A :class:`kubeflat_manifests.RenderedFiles`: its ``dumped`` keeps each Envoy config's document.
     """
     if coredns is None and model.get("dns_mode") == "control_planes":
         raise SpecError("envoy_ingress_coredns", False,
@@ -167,11 +171,9 @@ def render_edge(apps, settings, ingress, coredns, model):
     catalog = validate_catalog(apps, settings, model)
     bundle = ingress_bundle(catalog, settings, ingress, model)
     ns = ingress["namespace"]
-    files = {
-        "specs/%s/envoy-ingress.yaml" % ns: dump_all(bundle["manifests"]),
-        "envoy/ingress.yaml": bundle["envoy_text"],
-        "envoy/outside-balancer.yaml": bundle["outside_text"],
-    }
+    files = RenderedFiles({"specs/%s/envoy-ingress.yaml" % ns: dump_all(bundle["manifests"])})
+    files.add_dumped("envoy/ingress.yaml", bundle["envoy_dumped"])
+    files.add_dumped("envoy/outside-balancer.yaml", bundle["outside_dumped"])
     if coredns is not None:
         dns = coredns_bundle(model, coredns_settings(coredns))
         files["specs/kube-system/coredns.yaml"] = dump_all(dns["manifests"])

@@ -19,7 +19,11 @@ What makes it exact (a merged bootstrap passes only if every file would pass alo
     written by the same function at the same depth, so every value Envoy reads from the
     merged text is written exactly as in the file (an anchor, a tag, a duplicate key, a
     YAML 1.1/1.2 ambiguity such as ``010`` or ``1:30`` cannot be read one way alone and
-    another way merged: such a file is not canonical, hence validated alone);
+    another way merged: such a file is not canonical, hence validated alone). When the
+    renderer hands over the :class:`kubeflat_manifests.Dumped` the text came from (a
+    read-only copy of the document, dumped to exactly this text), that document is used
+    instead of parsing the text: ``text == dump_yaml(doc)`` then holds by construction, which
+    is all the argument above needs; any other text is parsed as before;
   - every key along the way is one :mod:`kubeflat_envoy` renders (:data:`LISTENER` and
     :data:`CLUSTER` below, a whitelist down to every field that can name a listener or a
     cluster; extensions are recognised by ``name`` *and* ``@type``; message values with no
@@ -63,7 +67,7 @@ import re
 
 import yaml
 
-from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import dump_yaml
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import Dumped, dump_yaml
 
 __metaclass__ = type
 
@@ -352,18 +356,32 @@ def _admin_socket(doc):
         return None
 
 
-def plan(rel, text):
-    """``(doc, key)`` of a batchable file (its loaded bootstrap and :func:`remainder_key`);
-    raises :class:`NotBatchable` saying why ``rel`` must be validated alone."""
+def dumped_doc(text, dumped):
+    """The document ``text`` was dumped from, when ``dumped`` (a
+    :class:`kubeflat_manifests.Dumped`) is known to have been dumped to exactly ``text`` and
+    kept a read-only copy; else None (the text must be parsed)."""
+    if isinstance(dumped, Dumped) and dumped.doc is not None and dumped.text == text:
+        return dumped.doc
+    return None
+
+
+def plan(rel, text, dumped=None):
+    """``(doc, key)`` of a batchable file (its bootstrap and :func:`remainder_key`); raises
+    :class:`NotBatchable` saying why ``rel`` must be validated alone. The bootstrap is the
+    document of ``dumped`` when :func:`dumped_doc` trusts it for ``text``, else what PyYAML
+    loads from ``text``, which must then dump back to ``text`` exactly."""
     if not rel.endswith((".yaml", ".yml")):
         raise NotBatchable("%s: not a .yaml file" % rel)
-    try:
-        doc = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        raise NotBatchable("%s: YAML does not parse: %s" % (rel, exc))
+    doc = dumped_doc(text, dumped)
+    parsed = doc is None
+    if parsed:
+        try:
+            doc = yaml.load(text, Loader=_Loader)
+        except yaml.YAMLError as exc:
+            raise NotBatchable("%s: YAML does not parse: %s" % (rel, exc))
     try:
         _check_top(doc)
-        if dump_yaml(doc) != text:
+        if parsed and dump_yaml(doc) != text:
             raise NotBatchable("not written as kubeflat writes YAML")
         if marked(doc):
             raise NotBatchable("a string starts with %r" % MARKER)
@@ -422,5 +440,5 @@ def split(count, size, workers):
 
 
 __all__ = ["BATCH_SIZE", "CLUSTER", "FORMAT", "LISTENER", "MARKER", "MAX_BATCH_SIZE",
-           "NotBatchable", "file_marker", "mapped_address", "marked", "merge", "merged_text",
-           "plan", "remainder", "remainder_key", "rewrite", "split", "transform"]
+           "NotBatchable", "dumped_doc", "file_marker", "mapped_address", "marked", "merge",
+           "merged_text", "plan", "remainder", "remainder_key", "rewrite", "split", "transform"]

@@ -18,8 +18,8 @@ import hashlib
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_catalog import spec_settings, validate_catalog
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_envoy import sidecar_bootstrap
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import (
-    CHECKSUM_ANNOTATION, ENVOY_CONFIG_PATH, NAME_LABEL, content_hash, dump_all, dump_yaml,
-    namespace_manifest, object_meta)
+    CHECKSUM_ANNOTATION, ENVOY_CONFIG_PATH, NAME_LABEL, Dumped, RenderedFiles, content_hash,
+    dump_all, dump_yaml, namespace_manifest, object_meta)
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_restart import restart_annotations
 from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_values import format_memory, parse_memory
 
@@ -79,13 +79,15 @@ def _sidecar_container(app, settings, configmap):
 
 def app_bundle(app, settings):
     """Everything rendered for one app: ``{"manifests": [...], "envoy": bootstrap or None,
-    "envoy_text": str or None}``."""
+    "envoy_text": str or None, "envoy_dumped":`` :class:`kubeflat_manifests.Dumped` ``or None}``
+    (``envoy_text`` is ``envoy_dumped.text``)."""
     labels = {NAME_LABEL: app["name"]}
     docs = []
-    envoy = envoy_text = configmap = None
+    envoy = envoy_text = envoy_dumped = configmap = None
     if app["upstreams"]:
         envoy = sidecar_bootstrap(app["name"], app["upstreams"], app["envoy"])
-        envoy_text = dump_yaml(envoy)
+        envoy_dumped = Dumped(envoy)
+        envoy_text = envoy_dumped.text
         configmap = "%s-envoy-%s" % (app["name"], content_hash(envoy_text))
         docs.append({"apiVersion": "v1", "kind": "ConfigMap",
                      "metadata": object_meta(configmap, app["namespace"], labels),
@@ -149,23 +151,25 @@ def app_bundle(app, settings):
                        "protocol": "TCP"} for p in app["ports"]],
         },
     })
-    return {"manifests": docs, "envoy": envoy, "envoy_text": envoy_text}
+    return {"manifests": docs, "envoy": envoy, "envoy_text": envoy_text,
+            "envoy_dumped": envoy_dumped}
 
 
 def render_apps(apps, settings, model):
     """``{relpath: text}`` for the app catalog (manifests under ``specs/<ns>/``, sidecar
-    bootstraps under ``envoy/sidecars/<ns>/``). Paths are relative to kubeflat_render_dir."""
+    bootstraps under ``envoy/sidecars/<ns>/``). Paths are relative to kubeflat_render_dir.
+    A :class:`kubeflat_manifests.RenderedFiles`: its ``dumped`` keeps each sidecar's document."""
     settings = spec_settings(settings)
     catalog = validate_catalog(apps, settings, model)
-    files = {}
+    files = RenderedFiles()
     for ns in sorted({a["namespace"] for a in catalog}):
         files["specs/%s/namespace.yaml" % ns] = dump_yaml(namespace_manifest(ns))
     for app in catalog:
         bundle = app_bundle(app, settings)
         files["specs/%s/%s.yaml" % (app["namespace"], app["name"])] = dump_all(bundle["manifests"])
-        if bundle["envoy_text"]:
-            files["envoy/sidecars/%s/%s.yaml" % (app["namespace"], app["name"])] = \
-                bundle["envoy_text"]
+        if bundle["envoy_dumped"]:
+            files.add_dumped("envoy/sidecars/%s/%s.yaml" % (app["namespace"], app["name"]),
+                             bundle["envoy_dumped"])
     return files
 
 
