@@ -395,11 +395,18 @@ class Staging:
         self._thread = None
 
     def start(self):
-        """Make the staging directory and start writing the files into it in a thread."""
-        for directory in missing_dirs(self.dest):
-            os.mkdir(directory)  # the default mode: as os.makedirs creates parents
-            self.created.append(directory)
-        self.directory = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.dest)
+        """Make the staging directory and start writing the files into it in a thread. When
+        the directory cannot be made, nothing is staged (:meth:`commit` writes every file, and
+        meets the same error where writing without staging would)."""
+        try:
+            for directory in missing_dirs(self.dest):
+                os.mkdir(directory)  # the default mode: as os.makedirs creates parents
+                self.created.append(directory)
+            self.directory = tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.dest)
+        except OSError as exc:
+            self.error = exc
+            self.discard()
+            return
         self._thread = threading.Thread(target=self._write_all, name="kubeflat-staging",
                                         daemon=True)
         self._thread.start()

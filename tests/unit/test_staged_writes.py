@@ -100,6 +100,18 @@ def test_a_discarded_staging_leaves_nothing_not_even_the_directories_it_made(tmp
     assert tree(existing) == before
 
 
+def test_a_staging_directory_that_cannot_be_made_leaves_every_file_to_the_writer(tmp_path):
+    (tmp_path / "file").write_text("not a directory\n")
+    dest = tmp_path / "file" / "render"
+    written = []
+    stage = staging(dest)
+    stage.start()
+    assert isinstance(stage.error, OSError) and stage.staged == 0
+    stage.commit(lambda path, text: written.append(path))
+    assert written == [os.path.join(str(dest), rel) for rel in sorted(ITEMS)]
+    assert sorted(os.listdir(str(tmp_path))) == ["file"]
+
+
 def test_missing_dirs_lists_what_does_not_exist_outermost_first(tmp_path):
     assert checkers.missing_dirs(str(tmp_path)) == []
     deep = tmp_path / "x" / "y"
