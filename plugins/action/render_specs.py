@@ -31,6 +31,8 @@ _CODE_DIRS = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_checkers as checkers
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_catalog_files as catalog_files
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_check_child import (
+    CheckChild, ChildFailed)
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_inputs import (
     plain_data, untemplated)
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_edge import render_edge
@@ -61,8 +63,10 @@ FORK_MIN_FILES = 50   # below this, checking the manifests in a forked child is 
 
 
 def worth_forking(manifests):
-    """True when there are enough manifests to check them in a forked child process."""
-    return len(manifests or {}) >= FORK_MIN_FILES
+    """True when there are enough manifests (a mapping, or a count of apps: one manifest file
+    each) to check them in a forked child process."""
+    count = manifests if isinstance(manifests, int) else len(manifests or {})
+    return count >= FORK_MIN_FILES
 
 
 class _Fail(Exception):
@@ -107,12 +111,12 @@ def _shown(value, limit=120):
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _render(params, origin=None):
+def _render(params, origin=None, emit=None):
     """The part's files; ``origin`` ({app name: file}) names the catalog file of an app that
-    a refusal is about."""
+    a refusal is about; ``emit(rel, text)`` is called as each file is rendered."""
     try:
         if params["part"] == "apps":
-            return render_apps(params["apps"], params["settings"], params["model"])
+            return render_apps(params["apps"], params["settings"], params["model"], emit=emit)
         return render_edge(params["apps"], params["settings"], params["ingress"],
                            params["coredns"], params["model"])
     except (SpecError, EnvoyError) as exc:
@@ -190,69 +194,43 @@ class _Checkers:
             return [e for rel in sorted(manifests) for e in validator.check(rel, manifests[rel])]
         return checkers.check_manifests_cli(self.kube, self.kube_version, manifests)
 
-    def _fork_manifest_check(self, manifests):
-        """Check the manifests in a forked child process, so that they do not wait behind the
-        Envoy merge for this process's one interpreter lock (in-process checker, enough files,
-        Envoy configs to check meanwhile); returns ``(pid, fd)`` to collect, or None. Forked
-        before any thread is started here; the child only validates and writes its error lines
-        (JSON) to the pipe."""
+    def _make_check(self):
+        """In a check child: the in-process checker's ``check(rel, text)``."""
+        return checkers.KubeValidator(self.kube_version, strict=True).check
+
+    def manifest_child(self, manifests):
+        """A forked child to check the manifests in (:class:`CheckChild`), so that they do not
+        wait behind rendering or the Envoy merge for this process's one interpreter lock
+        (in-process checker, enough files or apps, two CPUs), else None. Call it before any
+        thread is started here."""
         if not (self.in_process and worth_forking(manifests)) or \
                 checkers.workers() < 2 or not hasattr(os, "fork"):
             return None
-        validator = self._kube_validator()     # loaded once, inherited by the child
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:                           # the child: validate, report, exit
-            code = 0
-            try:
-                os.close(read_fd)
-                errors = [e for rel in sorted(manifests)
-                          for e in validator.check(rel, manifests[rel])]
-                data = json.dumps(errors).encode("utf-8")
-                while data:
-                    data = data[os.write(write_fd, data):]
-            except BaseException:  # pylint: disable=broad-except  # reported by the parent
-                code = 1
-            finally:
-                os._exit(code)  # pylint: disable=protected-access  # no cleanup in a fork
-        os.close(write_fd)
-        return pid, read_fd
+        return CheckChild(self._make_check)
 
     @staticmethod
-    def _collect_manifest_check(child):
-        """Error lines of a forked manifest check; a child that did not finish is a refusal of
-        its own (nothing passes unchecked)."""
-        pid, read_fd = child
-        with os.fdopen(read_fd, "rb") as handle:
-            data = handle.read()      # to end of file: the child has written and exited
-        _unused, status = os.waitpid(pid, 0)
+    def _collect(child, manifests):
+        """Error lines of ``manifests`` from ``child``, after sending each one it has not got
+        as it is now; a child that did not check them all is a refusal of its own (nothing
+        passes unchecked). Only these files' verdicts count (the last text sent of each)."""
+        for rel in sorted(manifests):
+            if child.sent.get(rel) != manifests[rel]:
+                child.send(rel, manifests[rel])
         try:
-            errors = json.loads(data.decode("utf-8")) \
-                if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0 else None
-        except ValueError:
-            errors = None
-        if not isinstance(errors, list):
-            raise _Fail("the manifest check process (pid %d) did not finish (wait status %d): "
-                        "nothing was written" % (pid, status), rc=1)
-        return errors
+            verdicts = child.finish()
+        except ChildFailed as exc:
+            raise _Fail("kubernetes-validate --strict: %s; nothing was written" % exc, rc=1)
+        return [line for rel in sorted(manifests) for line in verdicts.get(rel, [])]
 
-    @staticmethod
-    def _abandon(child):
-        if child is not None:
-            try:
-                os.kill(child[0], 9)
-                os.waitpid(child[0], 0)
-                os.close(child[1])
-            except OSError:
-                pass
-
-    def validate(self, manifests, configs, dumped=None, after_fork=None):
+    def validate(self, manifests, configs, dumped=None, after_fork=None, child=None):
         """Validate ``{rel: text}`` of each kind; raise _Fail naming what was refused.
         ``dumped``: the renderer's ``{rel: Dumped}`` (an Envoy config's document, not parsed
         again); ``after_fork``: called once the manifest check is forked, before any thread
-        starts here (it may start threads of its own)."""
+        starts here (it may start threads of its own); ``child``: a manifest check child
+        already fed (some of) the manifests while they were rendered."""
         tmp = tempfile.mkdtemp(prefix="kubeflat-validate-")
-        child = self._fork_manifest_check(manifests) if configs else None
+        if child is None and configs:
+            child = self.manifest_child(manifests)
         try:
             if after_fork is not None:
                 after_fork()
@@ -263,7 +241,7 @@ class _Checkers:
                     # Meanwhile, the child or this thread checks the manifests.
                     if child is not None:
                         pending, child = child, None
-                        errors = self._collect_manifest_check(pending)
+                        errors = self._collect(pending, manifests)
                     else:
                         errors = self._check_manifests(manifests)
                 except BaseException:
@@ -275,7 +253,8 @@ class _Checkers:
                 else:
                     refused = checkers.envoy_errors(started)
         finally:
-            self._abandon(child)
+            if child is not None:
+                child.abandon()
             shutil.rmtree(tmp, ignore_errors=True)
         if errors:
             raise _Fail("kubernetes-validate --strict refused the rendered manifests; nothing "
@@ -369,7 +348,42 @@ class ActionModule(ActionBase):
         if catalog_dir.directory:  # the files' apps come after the variable's
             dir_apps, origin = catalog_dir.apps()
             params["apps"] = list(params["apps"]) + dir_apps
-        files = _render(params, origin)
+        # A large catalog's manifests are checked in a child process while the rest is
+        # rendered: forked now, before any thread starts here, and fed by ``emit``.
+        child = tools.manifest_child(len(params["apps"])) if part == "apps" else None
+        try:
+            return self._render_check_write(params, tools, record, key, index_text,
+                                            record_text, origin, child)
+        finally:
+            if child is not None:
+                child.abandon()   # only when not collected (an error before the check)
+
+    def _render_check_write(self, params, tools, record, key, index_text, record_text, origin,
+                            child):
+        """Render (feeding ``child`` the manifests to check as they come), validate what is
+        not known good, write what changed; the result."""
+        dest = params["dest"]
+        index_path = os.path.join(dest, ".kubeflat-%s.json" % params["part"])
+        record_path = os.path.join(dest, checkers.record_name(params["part"]))
+        assessed = {}
+
+        def assess(rel, text):
+            """``(before, sha, {kind: must be checked})`` of a rendered file."""
+            before = _read(os.path.join(dest, rel))
+            sha = checkers.digest(text)
+            check = {}
+            for kind, prefix in KINDS:
+                if rel.startswith(prefix) and tools.keys[kind]:
+                    check[kind] = before != text or not checkers.trusted(
+                        record, kind, tools.keys[kind], rel, sha)
+            return before, sha, check
+
+        def emit(rel, text):
+            assessed[rel] = found = (text,) + assess(rel, text)
+            if child is not None and found[3].get("manifests"):
+                child.send(rel, text)
+
+        files = _render(params, origin, emit=emit)
         previous = []
         if index_text:
             try:
@@ -383,18 +397,18 @@ class ActionModule(ActionBase):
         digests = {}
         for rel in sorted(files):
             text = files[rel]
-            before = _read(os.path.join(dest, rel))
+            found = assessed.get(rel)
+            # A file set twice, or not emitted (another renderer), is assessed as it is now.
+            before, sha, check = found[1:] if found and found[0] == text else assess(rel, text)
             if before != text:
                 changed.append(rel)
                 diffs.append({"before_header": rel, "after_header": rel,
                               "before": before or "", "after": text})
-            digests[rel] = sha = checkers.digest(text)
-            for kind, prefix in KINDS:
-                if rel.startswith(prefix) and tools.keys[kind]:
-                    passed[kind][rel] = sha
-                    if before != text or not checkers.trusted(record, kind, tools.keys[kind],
-                                                              rel, sha):
-                        to_check[kind][rel] = text
+            digests[rel] = sha
+            for kind, must in check.items():
+                passed[kind][rel] = sha
+                if must:
+                    to_check[kind][rel] = text
         removed = []
         for rel in sorted(set(previous) - set(files)):
             path = os.path.join(dest, rel)
@@ -415,7 +429,7 @@ class ActionModule(ActionBase):
             if to_check["manifests"] or to_check["envoy"]:
                 tools.validate(to_check["manifests"], to_check["envoy"],
                                dumped=getattr(files, "dumped", None),
-                               after_fork=staging.start if staging else None)
+                               after_fork=staging.start if staging else None, child=child)
             if staging is not None:
                 staging.commit(_write)
         except BaseException:

@@ -122,11 +122,19 @@ class Dumped:
 
 class RenderedFiles(dict):
     """``{relative path: text}`` of a render, and ``dumped``: ``{relative path:`` :class:`Dumped`
-    ``}`` for the texts dumped from one document in that render (the Envoy configs)."""
+    ``}`` for the texts dumped from one document in that render (the Envoy configs).
+    ``emit(rel, text)``, when given, is called each time a file is set (a caller can start
+    checking a file while the rest is rendered)."""
 
     def __init__(self, *args, **kwargs):
+        self.emit = kwargs.pop("emit", None)
         super(RenderedFiles, self).__init__(*args, **kwargs)
         self.dumped = {}
+
+    def __setitem__(self, rel, text):
+        super(RenderedFiles, self).__setitem__(rel, text)
+        if self.emit is not None:
+            self.emit(rel, text)
 
     def add_dumped(self, rel, dumped):
         """Set ``rel`` to ``dumped.text`` and remember its document."""

@@ -155,13 +155,14 @@ def app_bundle(app, settings):
             "envoy_dumped": envoy_dumped}
 
 
-def render_apps(apps, settings, model):
+def render_apps(apps, settings, model, emit=None):
     """``{relpath: text}`` for the app catalog (manifests under ``specs/<ns>/``, sidecar
     bootstraps under ``envoy/sidecars/<ns>/``). Paths are relative to kubeflat_render_dir.
-    A :class:`kubeflat_manifests.RenderedFiles`: its ``dumped`` keeps each sidecar's document."""
+    A :class:`kubeflat_manifests.RenderedFiles`: its ``dumped`` keeps each sidecar's document;
+    ``emit(rel, text)`` (optional) is called as each file is rendered."""
     settings = spec_settings(settings)
     catalog = validate_catalog(apps, settings, model)
-    files = RenderedFiles()
+    files = RenderedFiles(emit=emit)
     for ns in sorted({a["namespace"] for a in catalog}):
         files["specs/%s/namespace.yaml" % ns] = dump_yaml(namespace_manifest(ns))
     for app in catalog:

@@ -227,7 +227,7 @@ def test_unchanged_on_disk_reads_the_bytes(tmp_path):
 
 # --- the action plugin's flow, with the real checkers ----------------------------------------
 
-def fake_render(apps, settings, model):
+def fake_render(apps, settings, model, emit=None):  # pylint: disable=unused-argument
     """Stands in for kubeflat_specs.render_apps: the files come from the settings, so the
     inputs (and the render memo's key) change whenever the files do."""
     del apps, model
@@ -440,5 +440,5 @@ def test_a_forked_manifest_check_that_dies_refuses(monkeypatch):
     monkeypatch.setattr(checkers.KubeValidator, "check", boom)
     found = action._Checkers({"kubernetes_validate": KUBE, "kube_version": "1.37.0",
                               "envoy": ENVOY})
-    with pytest.raises(action._Fail, match="manifest check process .* did not finish"):
+    with pytest.raises(action._Fail, match="the check process did not finish"):
         found.validate(_manifest_corpus([]), {"envoy/x.yaml": ENVOY_GOOD})

@@ -137,8 +137,8 @@ def run(dest, apps, check_mode=False):
 def corrupted(kind):
     """render_apps with one file of ``kind`` changed after the render so that its checker
     refuses it (the sidecar's text no longer matches its document: it is parsed)."""
-    def render(apps, settings, model):
-        files = render_apps(apps, settings, model)
+    def render(apps, settings, model, emit=None):
+        files = render_apps(apps, settings, model, emit=emit)
         rel = sorted(r for r in files if r.startswith(kind) and "namespace" not in r)[0]
         if kind == "specs/":
             files[rel] = re.sub(r"replicas: \d+", "replicas: two", files[rel], count=1)
@@ -168,7 +168,11 @@ def test_the_action_writes_exactly_the_rendered_files_and_check_mode_nothing(tmp
 
 @pytest.mark.parametrize("kind,checker", [("specs/", "kubernetes-validate --strict refused"),
                                           ("envoy/", "envoy --mode validate refused")])
-def test_a_refusal_writes_nothing_cold_or_warm(tmp_path, monkeypatch, kind, checker):
+@pytest.mark.parametrize("fork_min", [1, 10 ** 9], ids=["streamed-to-a-child", "in-process"])
+def test_a_refusal_writes_nothing_cold_or_warm(tmp_path, monkeypatch, kind, checker, fork_min):
+    # fork_min 1: the manifests go to a check child as they are rendered (the corrupted one
+    # twice: the child must judge its last text); otherwise they are checked in this process.
+    monkeypatch.setattr(action, "FORK_MIN_FILES", fork_min)
     apps = copy.deepcopy(LAB["app_specs_apps"])
     dest = tmp_path / "render"
     assert not run(dest, apps).get("failed")
