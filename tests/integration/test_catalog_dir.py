@@ -13,6 +13,7 @@ Asserts:
   before any render task starts; an app error found by the render names the app's file;
   a relative directory is refused naming the variable; nothing is written in each case.
 """
+import contextlib
 import os
 import shutil
 import tempfile
@@ -56,6 +57,20 @@ def files_vars(apps_dir, **more):
     return dict({"app_specs_apps": [], "app_specs_apps_dir": apps_dir}, **more)
 
 
+@contextlib.contextmanager
+def edited(path, **changes):
+    """The app file at ``path`` with ``changes`` to its app, restored afterwards."""
+    with open(path) as handle:
+        original = handle.read()
+    try:
+        with open(path, "w") as handle:
+            yaml.safe_dump(dict(yaml.safe_load(original), **changes), handle, sort_keys=False)
+        yield
+    finally:
+        with open(path, "w") as handle:
+            handle.write(original)
+
+
 def test_the_files_render_what_the_variable_renders(catalog):
     _apps_dir, by_files, by_var, first = catalog
     assert artefacts(by_files) == artefacts(by_var)
@@ -79,22 +94,14 @@ def test_a_second_run_changes_and_validates_nothing(catalog):
 
 def test_an_edited_file_shows_in_check_diff_and_nothing_is_written(catalog):
     apps_dir, by_files, _by_var, _first = catalog
-    path = os.path.join(apps_dir, "shop", "prices.yml")
-    with open(path) as handle:
-        original = handle.read()
     before = snapshot(by_files)
-    try:
-        with open(path, "w") as handle:
-            yaml.safe_dump(dict(yaml.safe_load(original), replicas=4), handle, sort_keys=False)
+    with edited(os.path.join(apps_dir, "shop", "prices.yml"), replicas=4):
         result = run(by_files, tags="deploy", check=True, diff=True,
                      extravars=files_vars(apps_dir))
-        assert result.rc == 0, result.text[-4000:]
-        assert changed_hosts(result)
-        assert "--- before: specs/shop/prices.yaml" in result.text
-        assert "+  replicas: 4" in result.text
-    finally:
-        with open(path, "w") as handle:
-            handle.write(original)
+    assert result.rc == 0, result.text[-4000:]
+    assert changed_hosts(result)
+    assert "--- before: specs/shop/prices.yaml" in result.text
+    assert "+  replicas: 4" in result.text
     assert snapshot(by_files) == before
 
 
@@ -119,16 +126,9 @@ def test_a_file_that_is_not_yaml_is_refused_by_the_preflight(catalog):
 def test_an_app_error_names_the_file_that_defines_the_app(catalog):
     apps_dir, by_files, _by_var, _first = catalog
     path = os.path.join(apps_dir, "shop", "web.yml")
-    with open(path) as handle:
-        original = handle.read()
     before = snapshot(by_files)
-    try:
-        with open(path, "w") as handle:
-            yaml.safe_dump(dict(yaml.safe_load(original), calls=["inventory"]), handle)
+    with edited(path, calls=["inventory"]):
         result = run(by_files, tags="deploy", extravars=files_vars(apps_dir))
-    finally:
-        with open(path, "w") as handle:
-            handle.write(original)
     assert result.rc != 0
     assert "app_specs_apps[web].calls[0]" in result.text
     assert "(app web is defined in %s)" % path in result.text
