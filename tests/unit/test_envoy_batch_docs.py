@@ -9,20 +9,15 @@ import os
 import pytest
 import yaml
 
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_envoy_batch as batch
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_edge import render_edge
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_manifests import (
     Dumped, FrozenDict, FrozenList, RenderedFiles, dump_yaml, frozen)
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_specs import render_apps
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "apps.yml")) as _fh:
-    LAB = yaml.safe_load(_fh)
-MODEL = build_model(
-    {"cluster_name": "lab", "distribution": "none", "host_networks": ["10.77.0.0/24"]},
-    [{"name": "cp1", "address": "10.77.0.11", "groups": ["kube_control_plane", "k8s_cluster"]},
-     {"name": "w1", "address": "10.77.0.21", "groups": ["kube_node", "k8s_cluster"]}])
+from lab_catalog import LAB, ROOT, lab_model
+
+MODEL = lab_model()
 
 
 def _bench_catalog(count):

@@ -2,12 +2,10 @@
 kubeflat_coredns.py, kubeflat_catalog.py, ...): catalog -> manifests, and refusals."""
 import copy
 import hashlib
-import os
 
 import pytest
 import yaml
 
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_catalog import spec_settings
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_coredns import coredns_settings, corefile
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_edge import ingress_settings, render_edge
@@ -17,21 +15,11 @@ from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_spec_val
     SpecError, format_memory, parse_memory)
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_specs import render_apps
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "apps.yml")) as _fh:
-    LAB = yaml.safe_load(_fh)
-SETTINGS = {"namespace": LAB["app_specs_namespace"]}
-MODEL = build_model(
-    {"cluster_name": "lab", "distribution": "none", "host_networks": ["10.77.0.0/24"]},
-    [{"name": "cp1", "address": "10.77.0.11", "groups": ["kube_control_plane", "k8s_cluster"]},
-     {"name": "w1", "address": "10.77.0.21", "groups": ["kube_node", "k8s_cluster"]},
-     {"name": "w2", "address": "10.77.0.22", "groups": ["kube_node", "k8s_cluster"]}])
+from lab_catalog import LAB, SETTINGS, lab_model
 
-SERVICE_DNS_MODEL = build_model(
-    {"cluster_name": "lab", "distribution": "none", "host_networks": ["10.77.0.0/24"],
-     "dns_mode": "service"},
-    [{"name": "cp1", "address": "10.77.0.11", "groups": ["kube_control_plane", "k8s_cluster"]},
-     {"name": "w1", "address": "10.77.0.21", "groups": ["kube_node", "k8s_cluster"]}])
+MODEL = lab_model("w1", "w2")
+
+SERVICE_DNS_MODEL = lab_model(dns_mode="service")
 
 
 def apps():

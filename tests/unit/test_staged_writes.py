@@ -8,22 +8,15 @@ import stat
 import types
 
 import pytest
-import yaml
 
 from ansible_collections.kubeflat.cluster.plugins.action import render_specs as action
-from ansible_collections.kubeflat.cluster.plugins.module_utils.kubeflat_model import build_model
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_checkers as checkers
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_specs import render_apps
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+from lab_catalog import LAB, ROOT, SETTINGS, lab_model
+
 BIN = os.path.join(ROOT, ".venv", "bin")
-with open(os.path.join(ROOT, "inventories", "lab", "group_vars", "all", "apps.yml")) as _fh:
-    LAB = yaml.safe_load(_fh)
-SETTINGS = {"namespace": LAB["app_specs_namespace"]}
-MODEL = build_model(
-    {"cluster_name": "lab", "distribution": "none", "host_networks": ["10.77.0.0/24"]},
-    [{"name": "cp1", "address": "10.77.0.11", "groups": ["kube_control_plane", "k8s_cluster"]},
-     {"name": "w1", "address": "10.77.0.21", "groups": ["kube_node", "k8s_cluster"]}])
+MODEL = lab_model()
 
 
 def tree(directory):
