@@ -33,6 +33,7 @@ from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_c
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_catalog_files as catalog_files
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_check_child import (
     CheckChild, ChildFailed)
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_staging import Staging
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_inputs import (
     plain_data, untemplated)
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_edge import render_edge
@@ -62,10 +63,8 @@ KINDS = (("manifests", "specs/"), ("envoy", "envoy/"))
 FORK_MIN_FILES = 50   # below this, checking the manifests in a forked child is not worth it
 
 
-def worth_forking(manifests):
-    """True when there are enough manifests (a mapping, or a count of apps: one manifest file
-    each) to check them in a forked child process."""
-    count = manifests if isinstance(manifests, int) else len(manifests or {})
+def worth_forking(count):
+    """True when ``count`` manifest files are enough to check them in a forked child process."""
     return count >= FORK_MIN_FILES
 
 
@@ -73,6 +72,19 @@ class _Fail(Exception):
     def __init__(self, msg, **extra):
         super(_Fail, self).__init__(msg)
         self.result = dict(extra, failed=True, msg=msg)
+
+
+def _spec_fail(exc, where=""):
+    """The refusal of an invalid catalog entry or setting (``exc``: SpecError, EnvoyError),
+    naming the variable; ``where`` is appended to the message (the file of an app)."""
+    return _Fail("kubeflat app specs are invalid: %s%s" % (exc, where), variable=exc.var,
+                 value=str(exc.value))
+
+
+def _part_paths(dest, part):
+    """``(index, validation record)`` paths of a part in the render dir."""
+    return os.path.join(dest, ".kubeflat-%s.json" % part), \
+        os.path.join(dest, checkers.record_name(part))
 
 
 def _read(path):
@@ -120,8 +132,7 @@ def _render(params, origin=None, emit=None):
         return render_edge(params["apps"], params["settings"], params["ingress"],
                            params["coredns"], params["model"])
     except (SpecError, EnvoyError) as exc:
-        raise _Fail("kubeflat app specs are invalid: %s%s" % (exc, catalog_files.where_defined(
-            exc.var, origin, params["apps_dir"])), variable=exc.var, value=str(exc.value))
+        raise _spec_fail(exc, catalog_files.where_defined(exc.var, origin, params["apps_dir"]))
 
 
 class _CatalogDir:
@@ -134,8 +145,7 @@ class _CatalogDir:
         try:
             self.entries = catalog_files.read_catalog(directory) if directory else []
         except SpecError as exc:
-            raise _Fail("kubeflat app specs are invalid: %s" % exc, variable=exc.var,
-                        value=str(exc.value))
+            raise _spec_fail(exc)
         self.digest = catalog_files.catalog_digest(self.entries) if directory else None
 
     def apps(self):
@@ -143,8 +153,7 @@ class _CatalogDir:
         try:
             return catalog_files.parse_catalog(self.entries)
         except SpecError as exc:
-            raise _Fail("kubeflat app specs are invalid: %s" % exc, variable=exc.var,
-                        value=str(exc.value))
+            raise _spec_fail(exc)
 
     def keep_checked(self):
         """Record in the render dir that these files rendered (the preflight then skips
@@ -198,12 +207,12 @@ class _Checkers:
         """In a check child: the in-process checker's ``check(rel, text)``."""
         return checkers.KubeValidator(self.kube_version, strict=True).check
 
-    def manifest_child(self, manifests):
-        """A forked child to check the manifests in (:class:`CheckChild`), so that they do not
-        wait behind rendering or the Envoy merge for this process's one interpreter lock
-        (in-process checker, enough files or apps, two CPUs), else None. Call it before any
-        thread is started here."""
-        if not (self.in_process and worth_forking(manifests)) or \
+    def manifest_child(self, count):
+        """A forked child to check ``count`` manifest files in (:class:`CheckChild`), so that
+        they do not wait behind rendering or the Envoy merge for this process's one interpreter
+        lock (in-process checker, enough files, two CPUs), else None. Call it before any thread
+        is started here."""
+        if not (self.in_process and worth_forking(count)) or \
                 checkers.workers() < 2 or not hasattr(os, "fork"):
             return None
         return CheckChild(self._make_check)
@@ -230,7 +239,7 @@ class _Checkers:
         already fed (some of) the manifests while they were rendered."""
         tmp = tempfile.mkdtemp(prefix="kubeflat-validate-")
         if child is None and configs:
-            child = self.manifest_child(manifests)
+            child = self.manifest_child(len(manifests))
         try:
             if after_fork is not None:
                 after_fork()
@@ -322,8 +331,7 @@ class ActionModule(ActionBase):
         self._catalog_dir = catalog_dir = _CatalogDir(params["apps_dir"], params["dest"])
         dest, part = params["dest"], params["part"]
         tools = _Checkers(params)
-        index_path = os.path.join(dest, ".kubeflat-%s.json" % part)
-        record_path = os.path.join(dest, checkers.record_name(part))
+        index_path, record_path = _part_paths(dest, part)
         index_text = _read(index_path)
         record_text = _read(record_path)
         record = checkers.load_record(record_text)
@@ -348,8 +356,8 @@ class ActionModule(ActionBase):
         if catalog_dir.directory:  # the files' apps come after the variable's
             dir_apps, origin = catalog_dir.apps()
             params["apps"] = list(params["apps"]) + dir_apps
-        # A large catalog's manifests are checked in a child process while the rest is
-        # rendered: forked now, before any thread starts here, and fed by ``emit``.
+        # A large catalog's manifests (one file per app) are checked in a child process while
+        # the rest is rendered: forked now, before any thread starts here, and fed by ``emit``.
         child = tools.manifest_child(len(params["apps"])) if part == "apps" else None
         try:
             return self._render_check_write(params, tools, record, key, index_text,
@@ -363,8 +371,7 @@ class ActionModule(ActionBase):
         """Render (feeding ``child`` the manifests to check as they come), validate what is
         not known good, write what changed; the result."""
         dest = params["dest"]
-        index_path = os.path.join(dest, ".kubeflat-%s.json" % params["part"])
-        record_path = os.path.join(dest, checkers.record_name(params["part"]))
+        index_path, record_path = _part_paths(dest, params["part"])
         assessed = {}
 
         def assess(rel, text):
@@ -423,7 +430,7 @@ class ActionModule(ActionBase):
             {kind: (tools.keys[kind], passed[kind]) for kind, _unused in KINDS}, key, digests)
         # The changed files are staged in dest while the checkers run, renamed into place once
         # they passed; a refusal (or any error) removes them: nothing is written.
-        staging = None if self._task.check_mode or not changed else checkers.Staging(
+        staging = None if self._task.check_mode or not changed else Staging(
             dest, [(os.path.join(dest, rel), files[rel]) for rel in changed])
         try:
             if to_check["manifests"] or to_check["envoy"]:

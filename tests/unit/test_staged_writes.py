@@ -1,4 +1,4 @@
-"""Unit tests for the staged writes of kubeflat_checkers (Staging: files written beside the
+"""Unit tests for the staged writes of kubeflat_staging (Staging: files written beside the
 render dir while the checkers run, renamed into place once they passed, removed otherwise) and
 for the render_specs action that uses them with the real renderer and the real checkers."""
 import copy
@@ -10,7 +10,7 @@ import types
 import pytest
 
 from ansible_collections.kubeflat.cluster.plugins.action import render_specs as action
-from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_checkers as checkers
+from ansible_collections.kubeflat.cluster.plugins.plugin_utils import kubeflat_staging as staging_mod
 from ansible_collections.kubeflat.cluster.plugins.plugin_utils.kubeflat_specs import render_apps
 
 from lab_catalog import LAB, ROOT, SETTINGS, lab_model
@@ -47,7 +47,7 @@ ITEMS = {"specs/shop/web.yaml": "kind: Deployment\nname: w\u00e9b\n",
 
 
 def staging(dest):
-    return checkers.Staging(str(dest), [(os.path.join(str(dest), rel), text)
+    return staging_mod.Staging(str(dest), [(os.path.join(str(dest), rel), text)
                                         for rel, text in sorted(ITEMS.items())])
 
 
@@ -59,7 +59,7 @@ def test_staged_files_are_renamed_into_place_with_their_bytes_and_mode_0644(tmp_
     stage = staging(dest)
     stage.start()
     assert os.path.dirname(stage.directory) == str(dest)
-    assert os.path.basename(stage.directory).startswith(checkers.STAGING_PREFIX)
+    assert os.path.basename(stage.directory).startswith(staging_mod.STAGING_PREFIX)
     stage.commit(lambda path, text: written.append(path))
     assert written == [] and stage.staged == len(ITEMS)
     files = {rel: entry for rel, entry in tree(dest).items() if entry}
@@ -106,9 +106,9 @@ def test_a_staging_directory_that_cannot_be_made_leaves_every_file_to_the_writer
 
 
 def test_missing_dirs_lists_what_does_not_exist_outermost_first(tmp_path):
-    assert checkers.missing_dirs(str(tmp_path)) == []
+    assert staging_mod.missing_dirs(str(tmp_path)) == []
     deep = tmp_path / "x" / "y"
-    assert checkers.missing_dirs(str(deep)) == [str(tmp_path / "x"), str(deep)]
+    assert staging_mod.missing_dirs(str(deep)) == [str(tmp_path / "x"), str(deep)]
 
 
 # --- the action, with the real renderer and the real checkers --------------------------------
